@@ -1,0 +1,1 @@
+"""The agent loop: LLM → tool calls → observations, as events."""

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI). The only place, with cli, that chooses implementations."""

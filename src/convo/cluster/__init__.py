@@ -1,0 +1,1 @@
+"""Coordination between server processes: event fan-out and conversation leases."""

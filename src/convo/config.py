@@ -1,0 +1,66 @@
+"""Settings: the one configuration object, read from ``CONVO_*`` environment variables.
+
+Built once at an entry point (``cli`` or ``api.app.create_app``) and passed down; no other
+module reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONVO_", extra="ignore")
+
+    # where things live
+    data_dir: Path = Field(default=Path("~/.convo"), description="SQLite database and workspaces.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default SQLite in the data dir. "
+        "postgresql+asyncpg://user@host/db for PostgreSQL.",
+    )
+
+    # auth
+    session_api_key: SecretStr | None = Field(
+        default=None, description="When set, /api/* needs header X-Session-API-Key."
+    )
+
+    # server-wide default LLM
+    llm_model: str | None = Field(default=None, description="litellm model name, e.g. openai/gpt-4o.")
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint.")
+    llm_api_key: SecretStr | None = Field(default=None, description="API key for the default LLM.")
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
+    llm_num_retries: int = Field(default=2, ge=0)
+
+    # agent
+    max_iterations: int = Field(default=100, ge=1, description="Agent steps per task.")
+    max_budget_per_task: float | None = Field(default=None, description="USD per task.")
+
+    # conversations
+    max_concurrent_conversations: int = Field(default=3, ge=1, description="Running, per user.")
+    idle_close_seconds: float = Field(
+        default=3600.0, ge=0, description="Close a loop idle this long with nobody listening."
+    )
+    reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+
+    # runtime
+    runtime: Literal["auto", "sandbox", "process"] = Field(
+        default="auto", description="auto: sandbox where bubblewrap works, else process."
+    )
+    command_timeout_seconds: float = Field(default=120.0, gt=0)
+    max_output_chars: int = Field(default=30_000, ge=1000)
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.resolved_data_dir() / 'convo.db'}"
+
+    def workspaces_dir(self) -> Path:
+        return self.resolved_data_dir() / "workspaces"

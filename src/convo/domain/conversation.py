@@ -1,0 +1,139 @@
+"""Conversation records, statuses and per-user settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ConversationStatus(StrEnum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+
+
+class AgentState(StrEnum):
+    LOADING = "loading"
+    RUNNING = "running"
+    AWAITING_USER_INPUT = "awaiting_user_input"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+    REJECTED = "rejected"
+    ERROR = "error"
+    AWAITING_USER_CONFIRMATION = "awaiting_user_confirmation"
+    USER_CONFIRMED = "user_confirmed"
+    USER_REJECTED = "user_rejected"
+    RATE_LIMITED = "rate_limited"
+
+
+class ProviderType(StrEnum):
+    GITHUB = "github"
+    GITLAB = "gitlab"
+    BITBUCKET = "bitbucket"
+    ENTERPRISE_SSO = "enterprise_sso"
+
+
+PROVIDER_ENV_VARS: dict[ProviderType, str] = {
+    ProviderType.GITHUB: "GITHUB_TOKEN",
+    ProviderType.GITLAB: "GITLAB_TOKEN",
+    ProviderType.BITBUCKET: "BITBUCKET_TOKEN",
+    ProviderType.ENTERPRISE_SSO: "ENTERPRISE_SSO_TOKEN",
+}
+
+
+class ConversationTrigger(StrEnum):
+    RESOLVER = "resolver"
+    GUI = "gui"
+    SUGGESTED_TASK = "suggested_task"
+    OPENHANDS_API = "openhands_api"
+    SLACK = "slack"
+    MICROAGENT_MANAGEMENT = "microagent_management"
+    JIRA = "jira"
+    JIRA_DC = "jira_dc"
+    LINEAR = "linear"
+
+
+def default_title(conversation_id: str) -> str:
+    return f"Conversation {conversation_id[:5]}"
+
+
+@dataclass
+class ConversationMetadata:
+    """What is stored about a conversation besides its events."""
+
+    conversation_id: str
+    user_id: str | None = None
+    title: str = ""
+    selected_repository: str | None = None
+    selected_branch: str | None = None
+    git_provider: ProviderType | None = None
+    trigger: ConversationTrigger | None = ConversationTrigger.GUI
+    created_at: datetime = field(default_factory=utcnow)
+    last_updated_at: datetime = field(default_factory=utcnow)
+    llm_model: str | None = None
+    accumulated_cost: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    pr_number: list[int] = field(default_factory=list)
+    conversation_instructions: str | None = None
+    # Whether the user wants the loop running: used to resume after a restart.
+    desired_running: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            self.title = default_title(self.conversation_id)
+
+
+@dataclass
+class UserSettings:
+    """A user's saved settings; None fields fall back to the server's defaults."""
+
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    agent: str | None = None
+    max_iterations: int | None = None
+    max_budget_per_task: float | None = None
+    confirmation_mode: bool = False
+    language: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class ProviderToken:
+    token: str
+    host: str | None = None
+    user_id: str | None = None
+
+
+@dataclass
+class CustomSecret:
+    secret: str
+    description: str = ""
+
+
+@dataclass
+class UserSecrets:
+    provider_tokens: dict[ProviderType, ProviderToken] = field(default_factory=dict)
+    custom_secrets: dict[str, CustomSecret] = field(default_factory=dict)
+
+    def environment(self, providers: list[ProviderType] | None) -> dict[str, str]:
+        """Environment variables for a conversation's shell.
+
+        ``providers`` chooses which provider tokens to pass; None passes all stored ones.
+        A custom secret of the same name as a token variable wins over the token.
+        """
+        env: dict[str, str] = {}
+        for provider, token in self.provider_tokens.items():
+            if providers is None or provider in providers:
+                env[PROVIDER_ENV_VARS[provider]] = token.token
+        for name, secret in self.custom_secrets.items():
+            env[name.upper()] = secret.secret
+        return env

@@ -1,0 +1,139 @@
+"""The exception tree of convo.
+
+    ConvoError
+    ├── ConversationError            service layer
+    │   ├── ConversationNotFound
+    │   ├── InvalidConversationId
+    │   ├── ConversationNotRunning
+    │   └── StartFailed
+    ├── StorageError                 storage adapters
+    │   └── RecordNotFound
+    ├── SandboxError                 runtime adapters
+    │   ├── SandboxUnavailable
+    │   ├── CommandTimeout
+    │   └── PathOutsideWorkspace
+    ├── LLMError                     llm adapters
+    │   ├── LLMAuthenticationError
+    │   ├── LLMConnectionError
+    │   ├── LLMRateLimitError
+    │   ├── LLMBadRequestError
+    │   └── LLMNotConfigured
+    ├── AgentError                   agent loop
+    │   ├── LimitReached
+    │   └── AgentStuck
+    └── ClusterError                 cluster adapters
+        └── LeaseLost
+
+Third-party errors are translated into these at the adapter that meets them; only
+``convo.api`` maps them to HTTP status codes.
+"""
+
+from __future__ import annotations
+
+
+class ConvoError(Exception):
+    """Root of every error convo raises on purpose."""
+
+
+# --- service layer -----------------------------------------------------------------------
+class ConversationError(ConvoError):
+    """A conversation-level request cannot be carried out."""
+
+
+class ConversationNotFound(ConversationError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"Conversation {conversation_id} not found")
+        self.conversation_id = conversation_id
+
+
+class InvalidConversationId(ConversationError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__("Invalid conversation id")
+        self.conversation_id = conversation_id
+
+
+class ConversationNotRunning(ConversationError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"Conversation {conversation_id} is not running")
+        self.conversation_id = conversation_id
+
+
+class StartFailed(ConversationError):
+    """Starting a conversation's loop failed."""
+
+
+# --- storage -----------------------------------------------------------------------------
+class StorageError(ConvoError):
+    """The durable store failed."""
+
+
+class RecordNotFound(StorageError):
+    """A row that was asked for does not exist."""
+
+
+# --- runtime -----------------------------------------------------------------------------
+class SandboxError(ConvoError):
+    """The workspace or its shell failed."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The configured sandbox cannot start on this machine."""
+
+
+class CommandTimeout(SandboxError):
+    """A command did not finish within its timeout."""
+
+
+class PathOutsideWorkspace(SandboxError):
+    """A file path resolves outside the conversation's workspace."""
+
+
+# --- llm ---------------------------------------------------------------------------------
+class LLMError(ConvoError):
+    """The language model could not be called or answered unusably."""
+
+
+class LLMAuthenticationError(LLMError):
+    """The provider refused the API key."""
+
+
+class LLMConnectionError(LLMError):
+    """The provider's endpoint could not be reached."""
+
+
+class LLMRateLimitError(LLMError):
+    """The provider asked us to slow down."""
+
+
+class LLMBadRequestError(LLMError):
+    """The provider refused the request itself (unknown model, context too long, ...)."""
+
+
+class LLMNotConfigured(LLMError):
+    """No model is configured for this user or server."""
+
+
+# --- agent -------------------------------------------------------------------------------
+class AgentError(ConvoError):
+    """The agent loop cannot go on."""
+
+
+class LimitReached(AgentError):
+    """Max iterations or max budget per task reached."""
+
+
+class AgentStuck(AgentError):
+    """The agent repeats itself; carries the name of the pattern that fired."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__(f"Agent got stuck in a loop: {pattern}")
+        self.pattern = pattern
+
+
+# --- cluster -----------------------------------------------------------------------------
+class ClusterError(ConvoError):
+    """Coordination between server processes failed."""
+
+
+class LeaseLost(ClusterError):
+    """This process no longer owns a conversation's lease."""

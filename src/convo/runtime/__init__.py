@@ -1,0 +1,1 @@
+"""Workspaces and the shells that run the agent's commands."""

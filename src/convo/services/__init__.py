@@ -1,0 +1,1 @@
+"""The conversation service: starting, stopping and talking to conversations."""

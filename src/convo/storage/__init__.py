@@ -1,0 +1,1 @@
+"""Durable state: conversations, events, settings and secrets."""
