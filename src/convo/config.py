@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     )
 
     # server-wide default LLM
-    llm_model: str | None = Field(default=None, description="litellm model name, e.g. openai/gpt-4o.")
+    llm_model: str | None = Field(
+        default=None, description="litellm model name, e.g. openai/gpt-4o."
+    )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint.")
     llm_api_key: SecretStr | None = Field(default=None, description="API key for the default LLM.")
     llm_timeout_seconds: float = Field(default=120.0, gt=0)

@@ -99,8 +99,13 @@ def _event(**fields: Any) -> Event:
     return Event(**fields)
 
 
-def message_action(content: str, source: EventSource, *, wait_for_response: bool = False,
-                   image_urls: list[str] | None = None) -> Event:
+def message_action(
+    content: str,
+    source: EventSource,
+    *,
+    wait_for_response: bool = False,
+    image_urls: list[str] | None = None,
+) -> Event:
     return _event(
         source=source,
         message=content,
@@ -123,8 +128,13 @@ def agent_state_changed(state: AgentState, reason: str = "") -> Event:
     )
 
 
-def error_observation(content: str, *, error_id: str = "", cause: int | None = None,
-                      source: EventSource = EventSource.AGENT) -> Event:
+def error_observation(
+    content: str,
+    *,
+    error_id: str = "",
+    cause: int | None = None,
+    source: EventSource = EventSource.AGENT,
+) -> Event:
     return _event(
         source=source,
         message=content,

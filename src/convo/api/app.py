@@ -1,0 +1,90 @@
+"""create_app(settings): wires storage, bus, runtime and LLM into the conversation manager."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI
+
+from convo import __version__
+from convo.api.deps import require_session_key
+from convo.api.errors import install_error_handlers
+from convo.api.routes import conversations, events, health
+from convo.api.routes import settings as settings_routes
+from convo.cluster.base import EventBus
+from convo.cluster.local import LocalEventBus
+from convo.config import Settings
+from convo.llm.base import LLMClientFactory
+from convo.runtime.base import SandboxFactory
+from convo.services.conversations import ConversationManager
+from convo.storage.base import Storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Overrides:
+    """Implementations tests may substitute; anything None is chosen from settings."""
+
+    storage: Storage | None = None
+    bus: EventBus | None = None
+    sandbox_factory: SandboxFactory | None = None
+    llm_factory: LLMClientFactory | None = None
+
+
+def _default_storage(settings: Settings) -> Storage:
+    from convo.storage import open_storage
+
+    return open_storage(settings.resolved_database_url())
+
+
+def _default_sandbox_factory(settings: Settings) -> SandboxFactory:  # noqa: ARG001
+    from convo.runtime.process import ProcessSandboxFactory
+
+    return ProcessSandboxFactory()
+
+
+def _default_llm_factory() -> LLMClientFactory:
+    from convo.llm.litellm_client import make_llm_client
+
+    return make_llm_client
+
+
+def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:
+    chosen = overrides or Overrides()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        storage = chosen.storage or _default_storage(settings)
+        await storage.migrate()
+        bus = chosen.bus or LocalEventBus()
+        sandbox_factory = chosen.sandbox_factory or _default_sandbox_factory(settings)
+        manager = ConversationManager(
+            settings=settings,
+            storage=storage,
+            bus=bus,
+            sandbox_factory=sandbox_factory,
+            llm_factory=chosen.llm_factory or _default_llm_factory(),
+        )
+        app.state.storage = storage
+        app.state.bus = bus
+        app.state.sandbox_factory = sandbox_factory
+        app.state.manager = manager
+        async with manager:
+            logger.info("convo %s ready (runtime %s)", __version__, sandbox_factory.name)
+            yield
+        await bus.aclose()
+        await storage.aclose()
+
+    app = FastAPI(title="convo", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    auth = [Depends(require_session_key)]
+    for router in (conversations.router, events.router, settings_routes.router):
+        app.include_router(router, dependencies=auth)
+    return app

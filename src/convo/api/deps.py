@@ -1,0 +1,54 @@
+"""FastAPI dependencies: the objects on app.state, and the session key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader
+
+from convo.config import Settings
+from convo.services.conversations import ConversationManager
+from convo.storage.base import Storage
+
+_api_key_header = APIKeyHeader(name="X-Session-API-Key", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_manager(request: Request) -> ConversationManager:
+    manager: ConversationManager = request.app.state.manager
+    return manager
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def get_user_id() -> str | None:
+    """One user per server for now: requests are made on behalf of the key holder."""
+    return None
+
+
+def require_session_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    key: Annotated[str | None, Depends(_api_key_header)],
+) -> None:
+    expected = settings.session_api_key
+    if expected is None:
+        return
+    if key is None or not secrets.compare_digest(
+        key.encode(), expected.get_secret_value().encode()
+    ):
+        raise HTTPException(status_code=401, detail="Unauthorized")
+
+
+ManagerDep = Annotated[ConversationManager, Depends(get_manager)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+UserIdDep = Annotated[str | None, Depends(get_user_id)]

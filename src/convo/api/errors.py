@@ -1,0 +1,50 @@
+"""Domain errors → HTTP status codes. The only module that knows both."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from convo.errors import (
+    ConversationNotFound,
+    ConversationNotRunning,
+    ConvoError,
+    InvalidConversationId,
+    LLMError,
+    SandboxError,
+    StorageError,
+)
+from convo.services.conversations import UnsupportedUserAction
+
+logger = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[ConvoError], int]] = [
+    (ConversationNotFound, 404),
+    (InvalidConversationId, 400),
+    (UnsupportedUserAction, 400),
+    (ConversationNotRunning, 409),
+    (LLMError, 502),
+    (SandboxError, 500),
+    (StorageError, 503),
+]
+
+
+def status_for(exc: ConvoError) -> int:
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+async def _convo_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ConvoError)
+    code = status_for(exc)
+    if code >= 500:
+        logger.error("request failed: %s", exc)
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ConvoError, _convo_error)

@@ -1,0 +1,238 @@
+"""/api/conversations: create, list, get, rename, delete, start, stop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+
+from convo.api.deps import ManagerDep, SettingsDep, UserIdDep
+from convo.api.schemas import (
+    CONVERSATION_ID_PATTERN,
+    ConversationInfo,
+    ConversationInfoResultSet,
+    ConversationResponse,
+    InitSessionRequest,
+    ProvidersSetModel,
+    UpdateConversationRequest,
+)
+from convo.domain.conversation import (
+    ConversationMetadata,
+    ConversationStatus,
+    ConversationTrigger,
+)
+from convo.errors import ConversationNotFound, ConvoError
+from convo.services.conversations import ConversationManager, NewConversation
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+
+ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN, title="Conversation Id")]
+
+
+def _info(manager: ConversationManager, metadata: ConversationMetadata) -> ConversationInfo:
+    cid = metadata.conversation_id
+    status = manager.status(cid)
+    runtime_status = {
+        ConversationStatus.RUNNING: "STATUS$READY",
+        ConversationStatus.STARTING: "STATUS$STARTING_RUNTIME",
+    }.get(status)
+    return ConversationInfo(
+        conversation_id=cid,
+        title=metadata.title,
+        last_updated_at=metadata.last_updated_at,
+        status=status,
+        runtime_status=runtime_status,
+        selected_repository=metadata.selected_repository,
+        selected_branch=metadata.selected_branch,
+        git_provider=metadata.git_provider,
+        trigger=metadata.trigger,
+        num_connections=manager.num_connections(cid),
+        url=f"/api/conversations/{cid}" if status is not ConversationStatus.STOPPED else None,
+        session_api_key=None,
+        created_at=metadata.created_at,
+        pr_number=list(metadata.pr_number),
+    )
+
+
+def _error(status_code: int, body: dict[str, object]) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code)
+
+
+@router.post("", response_model=ConversationResponse)
+async def new_conversation(
+    body: InitSessionRequest, manager: ManagerDep, settings: SettingsDep, user_id: UserIdDep
+) -> ConversationResponse | JSONResponse:
+    stored = await manager.storage.settings.load_settings(user_id)
+    if not (settings.llm_model or (stored and stored.llm_model)):
+        return _error(
+            400,
+            {
+                "status": "error",
+                "message": "No LLM is configured: set CONVO_LLM_MODEL or save settings first",
+                "msg_id": "CONFIGURATION$SETTINGS_NOT_FOUND",
+            },
+        )
+    trigger = ConversationTrigger.GUI
+    message = body.initial_user_msg
+    if body.suggested_task:
+        trigger = ConversationTrigger.SUGGESTED_TASK
+        message = message or str(body.suggested_task.get("task") or body.suggested_task)
+    elif body.create_microagent:
+        trigger = ConversationTrigger.MICROAGENT_MANAGEMENT
+    conversation_id = await manager.create(
+        user_id,
+        NewConversation(
+            initial_user_msg=message,
+            image_urls=body.image_urls,
+            repository=body.repository,
+            selected_branch=body.selected_branch,
+            git_provider=body.git_provider,
+            conversation_instructions=body.conversation_instructions,
+            trigger=trigger,
+        ),
+    )
+    try:
+        status = await manager.start(conversation_id, user_id)
+    except ConvoError as exc:
+        logger.error("starting %s failed: %s", conversation_id, exc)
+        return _error(
+            500,
+            {
+                "status": "error",
+                "conversation_id": conversation_id,
+                "message": f"Failed to start conversation: {exc}",
+            },
+        )
+    return ConversationResponse(
+        status="ok", conversation_id=conversation_id, conversation_status=status
+    )
+
+
+@router.get("", response_model=ConversationInfoResultSet)
+async def search_conversations(
+    manager: ManagerDep,
+    user_id: UserIdDep,
+    page_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    selected_repository: str | None = None,
+    conversation_trigger: ConversationTrigger | None = None,
+) -> ConversationInfoResultSet:
+    page = await manager.storage.conversations.search(
+        user_id,
+        limit=limit,
+        page_id=page_id,
+        selected_repository=selected_repository,
+        trigger=conversation_trigger,
+    )
+    return ConversationInfoResultSet(
+        results=[_info(manager, m) for m in page.results], next_page_id=page.next_page_id
+    )
+
+
+@router.get("/{conversation_id}", response_model=ConversationInfo | None)
+async def get_conversation(
+    conversation_id: ConversationId, manager: ManagerDep
+) -> ConversationInfo | None:
+    try:
+        return _info(manager, await manager.get_metadata(conversation_id))
+    except ConversationNotFound:
+        return None
+
+
+@router.patch("/{conversation_id}")
+async def update_conversation(
+    conversation_id: ConversationId, body: UpdateConversationRequest, manager: ManagerDep
+) -> bool | JSONResponse:
+    title = body.title.strip()
+    if not title:
+        return _error(
+            422,
+            {
+                "detail": [
+                    {"loc": ["body", "title"], "msg": "Title is blank", "type": "value_error"}
+                ]
+            },
+        )
+    try:
+        await manager.update_title(conversation_id, title)
+    except ConversationNotFound:
+        return _error(
+            404,
+            {
+                "status": "error",
+                "message": "Conversation not found",
+                "msg_id": "CONVERSATION$NOT_FOUND",
+            },
+        )
+    return True
+
+
+@router.delete("/{conversation_id}")
+async def delete_conversation(conversation_id: ConversationId, manager: ManagerDep) -> bool:
+    return await manager.delete(conversation_id)
+
+
+@router.post("/{conversation_id}/start", response_model=ConversationResponse)
+async def start_conversation(
+    conversation_id: ConversationId,
+    body: ProvidersSetModel,
+    manager: ManagerDep,
+    user_id: UserIdDep,
+) -> ConversationResponse | JSONResponse:
+    """Start an agent loop for a conversation; if it already runs, return its status."""
+    try:
+        status = await manager.start(conversation_id, user_id, body.providers_set)
+    except ConversationNotFound:
+        return _error(404, {"status": "error", "conversation_id": conversation_id})
+    except ConvoError as exc:
+        logger.error("starting %s failed: %s", conversation_id, exc)
+        return _error(
+            500,
+            {
+                "status": "error",
+                "conversation_id": conversation_id,
+                "message": f"Failed to start conversation: {exc}",
+            },
+        )
+    return ConversationResponse(
+        status="ok", conversation_id=conversation_id, conversation_status=status
+    )
+
+
+@router.post("/{conversation_id}/stop", response_model=ConversationResponse)
+async def stop_conversation(
+    conversation_id: ConversationId, manager: ManagerDep
+) -> ConversationResponse | JSONResponse:
+    try:
+        await manager.get_metadata(conversation_id)
+    except ConversationNotFound:
+        return _error(
+            404,
+            {
+                "status": "error",
+                "conversation_id": conversation_id,
+                "message": "Conversation not found",
+            },
+        )
+    try:
+        was_running = await manager.stop(conversation_id)
+    except ConvoError as exc:
+        return _error(
+            500,
+            {
+                "status": "error",
+                "conversation_id": conversation_id,
+                "message": f"Failed to stop conversation: {exc}",
+            },
+        )
+    return ConversationResponse(
+        status="ok",
+        conversation_id=conversation_id,
+        message="Conversation stopped successfully"
+        if was_running
+        else "Conversation was not running",
+        conversation_status=manager.status(conversation_id),
+    )

@@ -1,0 +1,42 @@
+"""/api/conversations/{id}/events: page through the event log, and send user events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+
+from convo.api.deps import ManagerDep
+from convo.api.routes.conversations import ConversationId
+from convo.api.schemas import EventPage
+
+router = APIRouter(prefix="/api/conversations", tags=["events"])
+
+
+@router.get("/{conversation_id}/events", response_model=EventPage)
+async def search_events(
+    conversation_id: ConversationId,
+    manager: ManagerDep,
+    start_id: Annotated[int, Query(ge=0)] = 0,
+    end_id: int | None = None,
+    reverse: bool = False,
+    limit: int = 20,
+) -> EventPage | JSONResponse:
+    if not 1 <= limit <= 100:
+        return JSONResponse({"detail": "Invalid limit: must be between 1 and 100"}, status_code=400)
+    await manager.get_metadata(conversation_id)
+    events = await manager.storage.events.list(
+        conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit + 1
+    )
+    return EventPage(events=[e.to_wire() for e in events[:limit]], has_more=len(events) > limit)
+
+
+@router.post("/{conversation_id}/events")
+async def add_event(
+    conversation_id: ConversationId,
+    manager: ManagerDep,
+    data: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
+    stored = await manager.send_user_event(conversation_id, data)
+    return {"success": True, "id": stored.id}

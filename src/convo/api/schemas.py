@@ -1,0 +1,113 @@
+"""Request and response bodies, with OpenHands 0.53's field names (apart from domain models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from convo.domain.conversation import ConversationStatus, ConversationTrigger, ProviderType
+
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ProvidersSetModel(BaseModel):
+    providers_set: list[ProviderType] | None = None
+
+
+class ConversationResponse(BaseModel):
+    status: str
+    conversation_id: str
+    message: str | None = None
+    conversation_status: ConversationStatus | None = None
+
+
+class InitSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repository: str | None = None
+    git_provider: ProviderType | None = None
+    selected_branch: str | None = None
+    initial_user_msg: str | None = None
+    image_urls: list[str] | None = None
+    replay_json: str | None = None
+    suggested_task: dict[str, Any] | None = None
+    create_microagent: dict[str, Any] | None = None
+    conversation_instructions: str | None = None
+    mcp_config: dict[str, Any] | None = None
+
+
+class ConversationInfo(BaseModel):
+    conversation_id: str
+    title: str
+    last_updated_at: datetime | None = None
+    status: ConversationStatus = ConversationStatus.STOPPED
+    runtime_status: str | None = None
+    selected_repository: str | None = None
+    selected_branch: str | None = None
+    git_provider: ProviderType | None = None
+    trigger: ConversationTrigger | None = None
+    num_connections: int = 0
+    url: str | None = None
+    session_api_key: str | None = None
+    created_at: datetime
+    pr_number: list[int] = Field(default_factory=list)
+
+
+class ConversationInfoResultSet(BaseModel):
+    results: list[ConversationInfo] = Field(default_factory=list)
+    next_page_id: str | None = None
+
+
+class UpdateConversationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+
+
+class EventPage(BaseModel):
+    events: list[dict[str, Any]]
+    has_more: bool
+
+
+class SettingsBody(BaseModel):
+    """POST /api/settings: any subset; absent or null fields keep their stored value."""
+
+    language: str | None = None
+    agent: str | None = None
+    max_iterations: int | None = Field(default=None, ge=1)
+    max_budget_per_task: float | None = Field(default=None, ge=0)
+    confirmation_mode: bool | None = None
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+
+
+class SettingsView(BaseModel):
+    language: str | None = None
+    agent: str = "CodeActAgent"
+    max_iterations: int
+    max_budget_per_task: float | None = None
+    confirmation_mode: bool = False
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: None = None
+    llm_api_key_set: bool = False
+    provider_tokens_set: dict[ProviderType, str | None] = Field(default_factory=dict)
+    security_analyzer: str | None = None
+    enable_default_condenser: bool = True
+
+
+class ProviderTokenBody(BaseModel):
+    token: str = ""
+    host: str | None = None
+    user_id: str | None = None
+
+
+class GitProvidersBody(BaseModel):
+    provider_tokens: dict[ProviderType, ProviderTokenBody]
+
+
+class MessageResponse(BaseModel):
+    message: str

@@ -1,0 +1,368 @@
+"""ConversationManager: start, stop, evict and talk to conversations in this process.
+
+Start is idempotent and race-free: the check and the registration happen under one lock, so
+any number of concurrent starts of one conversation yield exactly one loop. Every loop is an
+owned, named task; ``aclose`` stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from convo.cluster.base import EventBus
+from convo.config import Settings
+from convo.domain.conversation import (
+    AgentState,
+    ConversationMetadata,
+    ConversationStatus,
+    ConversationTrigger,
+    ProviderType,
+    default_title,
+    utcnow,
+)
+from convo.domain.events import (
+    ActionType,
+    Event,
+    EventSource,
+    agent_state_changed,
+    change_agent_state_action,
+    error_observation,
+    message_action,
+)
+from convo.domain.ids import is_safe_conversation_id, new_conversation_id
+from convo.errors import (
+    ConversationError,
+    ConversationNotFound,
+    InvalidConversationId,
+    RecordNotFound,
+)
+from convo.llm.base import LLMClientFactory
+from convo.runtime.base import SandboxFactory
+from convo.services.event_log import EventLog, status_update
+from convo.services.running import LoopDeps, RunningConversation, run_conversation
+from convo.services.user_config import resolve_config
+from convo.storage.base import Storage
+
+logger = logging.getLogger(__name__)
+
+TOO_MANY = "AGENT_ERROR$TOO_MANY_CONVERSATIONS"
+_STOP_TIMEOUT = 10.0
+_ACCEPTED_USER_ACTIONS = {ActionType.MESSAGE.value, ActionType.CHANGE_AGENT_STATE.value}
+
+
+class UnsupportedUserAction(ConversationError):
+    """A client sent an action type users may not send."""
+
+
+@dataclass(frozen=True)
+class NewConversation:
+    initial_user_msg: str | None = None
+    image_urls: list[str] | None = None
+    repository: str | None = None
+    selected_branch: str | None = None
+    git_provider: ProviderType | None = None
+    conversation_instructions: str | None = None
+    trigger: ConversationTrigger = ConversationTrigger.GUI
+
+
+class ConversationManager:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        storage: Storage,
+        bus: EventBus,
+        sandbox_factory: SandboxFactory,
+        llm_factory: LLMClientFactory,
+    ) -> None:
+        self._settings = settings
+        self._storage = storage
+        self._log = EventLog(storage.events, bus)
+        self._running: dict[str, RunningConversation] = {}
+        self._lock = asyncio.Lock()
+        self._closing = False
+        self._reaper: asyncio.Task[None] | None = None
+        self._deps = LoopDeps(
+            event_log=self._log,
+            sandbox_factory=sandbox_factory,
+            llm_factory=llm_factory,
+            workspace_for=self.workspace_path,
+            command_timeout_seconds=settings.command_timeout_seconds,
+            max_output_chars=settings.max_output_chars,
+            on_event=self._on_event,
+            on_exit=self._on_exit,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def __aenter__(self) -> ConversationManager:
+        self._reaper = asyncio.create_task(self._reap_forever(), name="conversations:reaper")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await asyncio.gather(
+            *(self._stop(cid, record_stop=True) for cid in list(self._running)),
+            return_exceptions=True,
+        )
+
+    @property
+    def event_log(self) -> EventLog:
+        return self._log
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    def workspace_path(self, conversation_id: str) -> Path:
+        return self._settings.workspaces_dir() / conversation_id
+
+    # --- queries -----------------------------------------------------------------------
+    def status(self, conversation_id: str) -> ConversationStatus:
+        running = self._running.get(conversation_id)
+        return running.status if running is not None else ConversationStatus.STOPPED
+
+    def agent_state(self, conversation_id: str) -> AgentState | None:
+        running = self._running.get(conversation_id)
+        return running.agent_state if running is not None else None
+
+    def running_ids(self, user_id: str | None = None) -> list[str]:
+        return [c.conversation_id for c in self._running.values() if c.user_id == user_id]
+
+    def num_connections(self, conversation_id: str) -> int:
+        return self._log.bus.subscriber_count(conversation_id)
+
+    async def get_metadata(self, conversation_id: str) -> ConversationMetadata:
+        check_id(conversation_id)
+        try:
+            return await self._storage.conversations.get(conversation_id)
+        except RecordNotFound:
+            raise ConversationNotFound(conversation_id) from None
+
+    # --- commands ----------------------------------------------------------------------
+    async def create(self, user_id: str | None, request: NewConversation) -> str:
+        conversation_id = new_conversation_id()
+        await self._storage.conversations.create(
+            ConversationMetadata(
+                conversation_id=conversation_id,
+                user_id=user_id,
+                selected_repository=request.repository,
+                selected_branch=request.selected_branch,
+                git_provider=request.git_provider,
+                trigger=request.trigger,
+                conversation_instructions=request.conversation_instructions,
+                llm_model=self._settings.llm_model,
+            )
+        )
+        if request.initial_user_msg:
+            await self._log.append(
+                conversation_id,
+                message_action(
+                    request.initial_user_msg, EventSource.USER, image_urls=request.image_urls
+                ),
+            )
+            await self._maybe_set_title(conversation_id, request.initial_user_msg)
+        return conversation_id
+
+    async def start(
+        self,
+        conversation_id: str,
+        user_id: str | None,
+        providers_set: list[ProviderType] | None = None,
+    ) -> ConversationStatus:
+        """Start the conversation's loop unless it runs; returns its status."""
+        metadata = await self.get_metadata(conversation_id)
+        if metadata.user_id != user_id:
+            raise ConversationNotFound(conversation_id)  # not the caller's conversation
+        async with self._lock:
+            running = self._running.get(conversation_id)
+            if running is not None:
+                return running.status
+            if self._closing:
+                raise ConversationError("The server is shutting down")
+            await self._evict_over_limit(metadata.user_id)
+            config = resolve_config(
+                self._settings,
+                await self._storage.settings.load_settings(metadata.user_id),
+                await self._storage.settings.load_secrets(metadata.user_id),
+                providers_set,
+            )
+            running = RunningConversation(conversation_id, metadata.user_id, config)
+            self._running[conversation_id] = running
+            running.task = asyncio.create_task(
+                run_conversation(running, self._deps), name=f"conversation:{conversation_id}"
+            )
+        await self._storage.conversations.update_fields(conversation_id, desired_running=True)
+        return running.status
+
+    async def stop(self, conversation_id: str) -> bool:
+        """Stop the loop; False when it was not running."""
+        check_id(conversation_id)
+        return await self._stop(conversation_id, record_stop=True)
+
+    async def delete(self, conversation_id: str) -> bool:
+        check_id(conversation_id)
+        await self._stop(conversation_id, record_stop=False)
+        deleted = await self._storage.conversations.delete(conversation_id)
+        workspace = self.workspace_path(conversation_id)
+        await asyncio.to_thread(shutil.rmtree, workspace, True)
+        return deleted
+
+    async def send_user_event(self, conversation_id: str, data: dict[str, Any]) -> Event:
+        """A user event from a client: stored, then handed to the loop (started if needed)."""
+        metadata = await self.get_metadata(conversation_id)
+        action = data.get("action")
+        if action not in _ACCEPTED_USER_ACTIONS:
+            raise UnsupportedUserAction(
+                f"Unsupported action {action!r}: clients may send 'message' or 'change_agent_state'"
+            )
+        args = data.get("args") or {}
+        if action == ActionType.MESSAGE:
+            content = str(args.get("content", ""))
+            event = message_action(
+                content, EventSource.USER, image_urls=list(args.get("image_urls") or [])
+            )
+            await self._maybe_set_title(conversation_id, content, metadata)
+        else:
+            try:
+                state = AgentState(str(args.get("agent_state")))
+            except ValueError:
+                raise UnsupportedUserAction(
+                    f"Unknown agent_state {args.get('agent_state')!r}"
+                ) from None
+            event = change_agent_state_action(state, EventSource.USER)
+        running = self._running.get(conversation_id)
+        secrets = running.config.secret_values() if running is not None else ()
+        stored = await self._log.append(conversation_id, event, secrets)
+        if running is not None:
+            running.touch()
+            running.inbox.put_nowait(stored)
+        elif action == ActionType.MESSAGE:
+            await self.start(conversation_id, metadata.user_id)
+        return stored
+
+    async def update_title(self, conversation_id: str, title: str) -> None:
+        await self.get_metadata(conversation_id)
+        await self._storage.conversations.update_fields(
+            conversation_id, title=title, last_updated_at=utcnow()
+        )
+        await self._log.publish_status(
+            conversation_id,
+            status_update("info", "", conversation_id, conversation_title=title),
+        )
+
+    # --- internals ---------------------------------------------------------------------
+    async def _stop(self, conversation_id: str, *, record_stop: bool) -> bool:
+        running = self._running.get(conversation_id)
+        if running is None or running.task is None:
+            if record_stop:
+                with contextlib.suppress(RecordNotFound):
+                    await self._storage.conversations.update_fields(
+                        conversation_id, desired_running=False
+                    )
+            return False
+        running.task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(running.task), _STOP_TIMEOUT)
+        except (asyncio.CancelledError, TimeoutError):
+            pass
+        except Exception:  # the task logged and reported its own failure
+            pass
+        if record_stop:
+            with contextlib.suppress(RecordNotFound):
+                await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
+                await self._storage.conversations.update_fields(
+                    conversation_id, desired_running=False, last_updated_at=utcnow()
+                )
+        return True
+
+    async def _evict_over_limit(self, user_id: str | None) -> None:
+        """Stop the user's least recently updated loops until one more fits (lock held)."""
+        mine = [c for c in self._running.values() if c.user_id == user_id]
+        excess = len(mine) - self._settings.max_concurrent_conversations + 1
+        if excess <= 0:
+            return
+        for victim in sorted(mine, key=lambda c: c.last_active)[:excess]:
+            message = (
+                "This conversation was stopped because too many conversations were running "
+                f"(limit {self._settings.max_concurrent_conversations}). Start it again to "
+                "resume."
+            )
+            logger.info("evicting %s: over the limit", victim.conversation_id)
+            await self._log.append(
+                victim.conversation_id,
+                error_observation(message, error_id=TOO_MANY, source=EventSource.ENVIRONMENT),
+            )
+            await self._log.publish_status(
+                victim.conversation_id, status_update("error", TOO_MANY, message)
+            )
+            await self._stop(victim.conversation_id, record_stop=True)
+
+    async def _maybe_set_title(
+        self, conversation_id: str, text: str, metadata: ConversationMetadata | None = None
+    ) -> None:
+        metadata = metadata or await self.get_metadata(conversation_id)
+        if metadata.title != default_title(conversation_id) or not text.strip():
+            return
+        line = " ".join(text.split())
+        title = line if len(line) <= 30 else line[:30].rstrip() + "..."
+        await self.update_title(conversation_id, title)
+
+    async def _on_event(self, running: RunningConversation, event: Event) -> None:
+        if event.observation == "agent_state_changed" or event.action == ActionType.FINISH:
+            await self._storage.conversations.update_fields(
+                running.conversation_id, last_updated_at=utcnow()
+            )
+
+    async def _on_exit(self, running: RunningConversation, failure: BaseException | None) -> None:
+        if self._running.get(running.conversation_id) is running:
+            del self._running[running.conversation_id]
+        if failure is not None:
+            with contextlib.suppress(RecordNotFound):
+                await self._storage.conversations.update_fields(
+                    running.conversation_id, desired_running=False
+                )
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reconcile_interval_seconds)
+            try:
+                await self.reap_idle()
+            except Exception:
+                logger.exception("idle reaping failed")
+
+    async def reap_idle(self) -> list[str]:
+        """Close loops idle longer than the configured delay with nobody listening."""
+        delay = self._settings.idle_close_seconds
+        if delay <= 0:
+            return []
+        now = time.monotonic()
+        idle = [
+            c.conversation_id
+            for c in list(self._running.values())
+            if c.is_idle
+            and now - c.last_active > delay
+            and not self.num_connections(c.conversation_id)
+        ]
+        for conversation_id in idle:
+            logger.info("closing idle conversation %s", conversation_id)
+            await self._stop(conversation_id, record_stop=True)
+        return idle
+
+
+def check_id(conversation_id: str) -> None:
+    if not is_safe_conversation_id(conversation_id):
+        raise InvalidConversationId(conversation_id)

@@ -1,0 +1,160 @@
+"""One running conversation: its task, inbox, sandbox and status.
+
+The task body prepares the sandbox (status STARTING), then hands over to the agent
+(status RUNNING) until it is cancelled. Whatever happens, the sandbox is closed when the task
+ends, and a failure becomes an error event and a truthful status, never a silent hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from convo.agent.controller import Agent, AgentConfig
+from convo.domain.conversation import AgentState, ConversationStatus
+from convo.domain.events import Event, agent_state_changed, error_observation
+from convo.errors import LLMNotConfigured
+from convo.llm.base import LLMClient, LLMClientFactory, LLMResponse
+from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
+from convo.services.event_log import EventLog, status_update
+from convo.services.user_config import ConversationConfig
+
+logger = logging.getLogger(__name__)
+
+
+class UnconfiguredLLM:
+    """Stands in when no model is configured: every call explains what to set."""
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],  # noqa: ARG002
+        tools: list[dict[str, Any]],  # noqa: ARG002
+    ) -> LLMResponse:
+        raise LLMNotConfigured(
+            "No LLM is configured: set CONVO_LLM_MODEL (and CONVO_LLM_API_KEY) on the server "
+            "or save llm_model in /api/settings"
+        )
+
+
+@dataclass
+class RunningConversation:
+    conversation_id: str
+    user_id: str | None
+    config: ConversationConfig
+    status: ConversationStatus = ConversationStatus.STARTING
+    inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    sandbox: Sandbox | None = None
+    agent: Agent | None = None
+    last_active: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+
+    @property
+    def agent_state(self) -> AgentState | None:
+        return self.agent.state if self.agent is not None else None
+
+    @property
+    def is_idle(self) -> bool:
+        """Not working: waiting for the user, finished, errored, paused or stopped."""
+        return self.status is ConversationStatus.RUNNING and self.agent_state not in (
+            AgentState.RUNNING,
+            AgentState.LOADING,
+            None,
+        )
+
+
+@dataclass(frozen=True)
+class LoopDeps:
+    event_log: EventLog
+    sandbox_factory: SandboxFactory
+    llm_factory: LLMClientFactory
+    workspace_for: Callable[[str], Any]  # conversation id -> host Path
+    command_timeout_seconds: float
+    max_output_chars: int
+    on_event: Callable[[RunningConversation, Event], Awaitable[None]]
+    on_exit: Callable[[RunningConversation, BaseException | None], Awaitable[None]]
+
+
+async def run_conversation(conversation: RunningConversation, deps: LoopDeps) -> None:
+    """The body of a conversation's task."""
+    secrets = conversation.config.secret_values()
+
+    async def emit(event: Event) -> Event:
+        stored = await deps.event_log.append(conversation.conversation_id, event, secrets)
+        conversation.touch()
+        await deps.on_event(conversation, stored)
+        return stored
+
+    failure: BaseException | None = None
+    try:
+        await emit(agent_state_changed(AgentState.LOADING))
+        sandbox = deps.sandbox_factory.create(
+            SandboxSpec(
+                conversation_id=conversation.conversation_id,
+                workspace=deps.workspace_for(conversation.conversation_id),
+                env=conversation.config.env,
+                command_timeout_seconds=deps.command_timeout_seconds,
+                max_output_chars=deps.max_output_chars,
+            )
+        )
+        conversation.sandbox = sandbox
+        await sandbox.start()
+        llm: LLMClient = (
+            deps.llm_factory(conversation.config.llm)
+            if conversation.config.llm is not None
+            else UnconfiguredLLM()
+        )
+        history = await deps.event_log.history(conversation.conversation_id)
+        conversation.agent = Agent(
+            llm=llm,
+            sandbox=sandbox,
+            emit=emit,
+            config=AgentConfig(
+                max_iterations=conversation.config.max_iterations,
+                max_budget_per_task=conversation.config.max_budget_per_task,
+                command_timeout_seconds=deps.command_timeout_seconds,
+            ),
+            history=history,
+        )
+        conversation.status = ConversationStatus.RUNNING
+        await deps.event_log.publish_status(
+            conversation.conversation_id,
+            status_update("info", "STATUS$READY", "ready to run"),
+        )
+        await conversation.agent.run(conversation.inbox)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the loop must never die silently
+        failure = exc
+        logger.exception("conversation %s failed", conversation.conversation_id)
+        await _report_failure(conversation, deps, emit, exc)
+    finally:
+        if conversation.sandbox is not None:
+            await asyncio.shield(conversation.sandbox.close())
+        await asyncio.shield(deps.on_exit(conversation, failure))
+
+
+async def _report_failure(
+    conversation: RunningConversation,
+    deps: LoopDeps,
+    emit: Callable[[Event], Awaitable[Event]],
+    exc: Exception,
+) -> None:
+    starting = conversation.status is ConversationStatus.STARTING
+    message_id = "STATUS$ERROR_RUNTIME_DISCONNECTED" if starting else "STATUS$ERROR"
+    text = f"{'Failed to start conversation' if starting else 'Conversation failed'}: {exc}"
+    try:
+        await emit(error_observation(text, error_id=message_id))
+        await emit(agent_state_changed(AgentState.ERROR, reason=text))
+        await deps.event_log.publish_status(
+            conversation.conversation_id, status_update("error", message_id, text)
+        )
+    except Exception:
+        logger.exception("could not record the failure of %s", conversation.conversation_id)
