@@ -47,6 +47,16 @@ class ConversationStore(Protocol):
     async def list_desired_running(self) -> list[ConversationMetadata]:
         """Conversations whose loop the user wants running (for resume after a restart)."""
 
+    async def update_fields(self, conversation_id: str, **fields: object) -> None:
+        """Set a few metadata fields (e.g. ``last_updated_at``, ``accumulated_cost``, token
+        counts, ``title``, ``desired_running``) without rewriting the rest of the record.
+
+        Raises RecordNotFound when missing and TypeError for a name that is not a field of
+        ConversationMetadata (``conversation_id`` cannot be changed)."""
+
+    async def count(self, user_id: str | None) -> int:
+        """How many conversations the user has."""
+
 
 class EventStore(Protocol):
     async def append(self, conversation_id: str, event: Event) -> Event:

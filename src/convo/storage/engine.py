@@ -1,0 +1,105 @@
+"""Engines and schema upgrades: SQLite (aiosqlite, the default) or PostgreSQL (asyncpg).
+
+Dialect quirks of connecting live here; ``sql.py`` gets a ready engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from convo.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+)
+
+# Any constant works; it only has to be the same in every convo process of one database.
+_MIGRATION_LOCK_KEY = 0x636F6E766F  # "convo"
+
+_SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg"}
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``.
+
+    For a SQLite file the parent directory is created and every connection gets WAL mode,
+    ``synchronous=NORMAL``, a 5 s busy timeout and foreign keys on.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"Invalid database URL: {exc}") from exc
+    if parsed.drivername not in _SUPPORTED_DRIVERS:
+        raise StorageError(
+            f"Unsupported database driver {parsed.drivername!r}; "
+            "use sqlite+aiosqlite:///path or postgresql+asyncpg://..."
+        )
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_engine(url: str, database: str | None) -> AsyncEngine:
+    in_memory = not database or database == ":memory:" or database.startswith("file::memory:")
+    if not in_memory and database is not None:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, hide_parameters=True)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    return engine
+
+
+# --- migrations --------------------------------------------------------------------------
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at the bundled migrations; no ini file needed."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Apply every pending migration in one transaction; a no-op when up to date.
+
+    On PostgreSQL a transaction-scoped advisory lock keeps concurrently starting servers
+    from migrating at the same time.
+    """
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        await conn.run_sync(_upgrade_to_head)
+    logger.debug("Database schema is at head")

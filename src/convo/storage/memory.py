@@ -1,0 +1,185 @@
+"""In-memory twins of the SQL stores, for unit tests and demos.
+
+They keep records in the same stored shape as ``sql.py`` (through ``codec``), so callers
+see the same normalisation: ``user_id`` None and "" are one user, datetimes come back in
+UTC, and returned objects never alias stored ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from convo.domain.conversation import (
+    ConversationMetadata,
+    ConversationTrigger,
+    UserSecrets,
+    UserSettings,
+)
+from convo.domain.events import Event, now_iso
+from convo.errors import RecordNotFound, StorageError
+from convo.storage import codec
+from convo.storage.base import (
+    ConversationPage,
+    ConversationStore,
+    EventStore,
+    SettingsStore,
+)
+
+
+@dataclass
+class _State:
+    """What the three stores share: deleting a conversation deletes its events."""
+
+    conversations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, list[Event]] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _not_found(conversation_id: str) -> RecordNotFound:
+    return RecordNotFound(f"Conversation {conversation_id} not found")
+
+
+class MemoryConversationStore:
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    async def create(self, metadata: ConversationMetadata) -> None:
+        if metadata.conversation_id in self._state.conversations:
+            raise StorageError(f"Conversation {metadata.conversation_id} already exists")
+        self._state.conversations[metadata.conversation_id] = codec.metadata_to_row(metadata)
+        self._state.events[metadata.conversation_id] = []
+
+    async def get(self, conversation_id: str) -> ConversationMetadata:
+        row = self._state.conversations.get(conversation_id)
+        if row is None:
+            raise _not_found(conversation_id)
+        return codec.metadata_from_row(copy.deepcopy(row))
+
+    async def save(self, metadata: ConversationMetadata) -> None:
+        self._row(metadata.conversation_id).update(codec.metadata_to_row(metadata))
+
+    async def update_fields(self, conversation_id: str, **fields: object) -> None:
+        values = codec.update_values(fields)
+        self._row(conversation_id).update(values)
+
+    def _row(self, conversation_id: str) -> dict[str, Any]:
+        row = self._state.conversations.get(conversation_id)
+        if row is None:
+            raise _not_found(conversation_id)
+        return row
+
+    async def delete(self, conversation_id: str) -> bool:
+        self._state.events.pop(conversation_id, None)
+        return self._state.conversations.pop(conversation_id, None) is not None
+
+    async def search(
+        self,
+        user_id: str | None,
+        *,
+        limit: int = 20,
+        page_id: str | None = None,
+        selected_repository: str | None = None,
+        trigger: ConversationTrigger | None = None,
+    ) -> ConversationPage:
+        limit = max(1, limit)
+        offset = codec.decode_page_id(page_id)
+        key = codec.user_key(user_id)
+        rows = [
+            row
+            for row in self._state.conversations.values()
+            if row["user_id"] == key
+            and (selected_repository is None or row["selected_repository"] == selected_repository)
+            and (trigger is None or row["trigger"] == trigger.value)
+        ]
+        # Newest first, ties by id ascending: sort by id, then stably by time descending.
+        rows.sort(key=lambda row: row["conversation_id"])
+        rows.sort(key=lambda row: row["created_at"], reverse=True)
+        page = rows[offset : offset + limit]
+        next_page_id = codec.encode_page_id(offset + limit) if len(rows) > offset + limit else None
+        return ConversationPage(
+            results=[codec.metadata_from_row(copy.deepcopy(row)) for row in page],
+            next_page_id=next_page_id,
+        )
+
+    async def count(self, user_id: str | None) -> int:
+        key = codec.user_key(user_id)
+        return sum(1 for row in self._state.conversations.values() if row["user_id"] == key)
+
+    async def list_desired_running(self) -> list[ConversationMetadata]:
+        rows = [row for row in self._state.conversations.values() if row["desired_running"]]
+        rows.sort(key=lambda row: (row["created_at"], row["conversation_id"]))
+        return [codec.metadata_from_row(copy.deepcopy(row)) for row in rows]
+
+
+class MemoryEventStore:
+    """No await between claiming an id and storing the event, so appends are atomic."""
+
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    async def append(self, conversation_id: str, event: Event) -> Event:
+        if conversation_id not in self._state.conversations:
+            raise _not_found(conversation_id)
+        log = self._state.events.setdefault(conversation_id, [])
+        stored = event.stored(len(log), event.timestamp or now_iso())
+        # Keep the wire form, as the SQL store does, so nested dicts are not shared.
+        log.append(Event.from_wire(stored.to_wire()))
+        return stored
+
+    async def list(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[Event]:
+        log = self._state.events.get(conversation_id, [])
+        selected = [e for e in log if e.id >= start_id and (end_id is None or e.id <= end_id)]
+        if reverse:
+            selected.reverse()
+        if limit is not None:
+            selected = selected[: max(0, limit)]
+        return [e.model_copy(deep=True) for e in selected]
+
+    async def last_id(self, conversation_id: str) -> int:
+        return len(self._state.events.get(conversation_id, [])) - 1
+
+
+class MemorySettingsStore:
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    async def load_settings(self, user_id: str | None) -> UserSettings | None:
+        data = self._state.settings.get(codec.user_key(user_id))
+        return None if data is None else codec.settings_from_json(copy.deepcopy(data))
+
+    async def save_settings(self, user_id: str | None, settings: UserSettings) -> None:
+        self._state.settings[codec.user_key(user_id)] = codec.settings_to_json(settings)
+
+    async def load_secrets(self, user_id: str | None) -> UserSecrets:
+        data = self._state.secrets.get(codec.user_key(user_id))
+        return UserSecrets() if data is None else codec.secrets_from_json(copy.deepcopy(data))
+
+    async def save_secrets(self, user_id: str | None, secrets: UserSecrets) -> None:
+        self._state.secrets[codec.user_key(user_id)] = codec.secrets_to_json(secrets)
+
+
+class MemoryStorage:
+    """All stores in memory; ``migrate()`` and ``aclose()`` do nothing."""
+
+    def __init__(self) -> None:
+        state = _State()
+        self.conversations: ConversationStore = MemoryConversationStore(state)
+        self.events: EventStore = MemoryEventStore(state)
+        self.settings: SettingsStore = MemorySettingsStore(state)
+
+    async def migrate(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,306 @@
+"""SQL implementations of the storage protocols over one SQLAlchemy async engine.
+
+Every SQLAlchemy or driver error is translated into StorageError here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from convo.domain.conversation import (
+    ConversationMetadata,
+    ConversationTrigger,
+    UserSecrets,
+    UserSettings,
+    utcnow,
+)
+from convo.domain.events import Event, now_iso
+from convo.errors import RecordNotFound, StorageError
+from convo.storage import codec
+from convo.storage.base import (
+    ConversationPage,
+    ConversationStore,
+    EventStore,
+    SettingsStore,
+)
+from convo.storage.engine import is_sqlite, make_engine, upgrade_to_head
+from convo.storage.schema import conversations, events, user_secrets, user_settings
+
+
+@contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Re-raise database and driver errors as StorageError.
+
+    The message names the driver's error, not the statement (whose parameters may hold
+    secrets; engines are also built with ``hide_parameters``).
+    """
+    try:
+        yield
+    except IntegrityError as exc:
+        raise StorageError(f"{action}: constraint violated ({exc.orig})") from exc
+    except DBAPIError as exc:
+        raise StorageError(f"{action} failed: {exc.orig!r}") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"{action} failed: {type(exc).__name__}") from exc
+    except OSError as exc:  # the database cannot be reached
+        raise StorageError(f"{action} failed: {exc!r}") from exc
+
+
+class SqlConversationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(self, metadata: ConversationMetadata) -> None:
+        with translate_errors(f"Creating conversation {metadata.conversation_id}"):
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(conversations).values(**codec.metadata_to_row(metadata), next_event_id=0)
+                )
+
+    async def get(self, conversation_id: str) -> ConversationMetadata:
+        with translate_errors(f"Loading conversation {conversation_id}"):
+            async with self._engine.connect() as conn:
+                result = await conn.execute(
+                    select(conversations).where(conversations.c.conversation_id == conversation_id)
+                )
+                row = result.mappings().first()
+        if row is None:
+            raise RecordNotFound(f"Conversation {conversation_id} not found")
+        return codec.metadata_from_row(row)
+
+    async def save(self, metadata: ConversationMetadata) -> None:
+        row = codec.metadata_to_row(metadata)
+        await self._update(metadata.conversation_id, row, "Saving")
+
+    async def update_fields(self, conversation_id: str, **fields: object) -> None:
+        await self._update(conversation_id, codec.update_values(fields), "Updating")
+
+    async def _update(self, conversation_id: str, values: dict[str, Any], verb: str) -> None:
+        key = conversations.c.conversation_id
+        with translate_errors(f"{verb} conversation {conversation_id}"):
+            async with self._engine.begin() as conn:
+                if values:
+                    stmt = update(conversations).where(key == conversation_id).values(**values)
+                    result = await conn.execute(stmt.returning(key))
+                else:
+                    result = await conn.execute(select(key).where(key == conversation_id))
+                found = result.first() is not None
+        if not found:
+            raise RecordNotFound(f"Conversation {conversation_id} not found")
+
+    async def delete(self, conversation_id: str) -> bool:
+        with translate_errors(f"Deleting conversation {conversation_id}"):
+            async with self._engine.begin() as conn:
+                # Explicit, so it does not depend on the backend enforcing ON DELETE CASCADE.
+                await conn.execute(
+                    delete(events).where(events.c.conversation_id == conversation_id)
+                )
+                result = await conn.execute(
+                    delete(conversations)
+                    .where(conversations.c.conversation_id == conversation_id)
+                    .returning(conversations.c.conversation_id)
+                )
+                return result.first() is not None
+
+    async def search(
+        self,
+        user_id: str | None,
+        *,
+        limit: int = 20,
+        page_id: str | None = None,
+        selected_repository: str | None = None,
+        trigger: ConversationTrigger | None = None,
+    ) -> ConversationPage:
+        limit = max(1, limit)
+        offset = codec.decode_page_id(page_id)
+        stmt = select(conversations).where(conversations.c.user_id == codec.user_key(user_id))
+        if selected_repository is not None:
+            stmt = stmt.where(conversations.c.selected_repository == selected_repository)
+        if trigger is not None:
+            stmt = stmt.where(conversations.c.trigger == trigger.value)
+        stmt = (
+            stmt.order_by(conversations.c.created_at.desc(), conversations.c.conversation_id)
+            .offset(offset)
+            .limit(limit + 1)  # one more tells whether there is a next page
+        )
+        with translate_errors("Searching conversations"):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(stmt)).mappings().all()
+        results = [codec.metadata_from_row(row) for row in rows[:limit]]
+        next_page_id = codec.encode_page_id(offset + limit) if len(rows) > limit else None
+        return ConversationPage(results=results, next_page_id=next_page_id)
+
+    async def count(self, user_id: str | None) -> int:
+        stmt = select(func.count()).where(conversations.c.user_id == codec.user_key(user_id))
+        with translate_errors("Counting conversations"):
+            async with self._engine.connect() as conn:
+                return int((await conn.execute(stmt)).scalar_one())
+
+    async def list_desired_running(self) -> list[ConversationMetadata]:
+        stmt = (
+            select(conversations)
+            .where(conversations.c.desired_running.is_(True))
+            .order_by(conversations.c.created_at, conversations.c.conversation_id)
+        )
+        with translate_errors("Listing running conversations"):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(stmt)).mappings().all()
+        return [codec.metadata_from_row(row) for row in rows]
+
+
+class SqlEventStore:
+    """Ids come from the conversation row's ``next_event_id`` counter, moved in the same
+    transaction as the insert: gap-free, and unique because the UPDATE locks the row.
+
+    SQLite allows one writer at a time; appends to one conversation are also queued
+    in-process so that they wait on a lock rather than in SQLite's busy handler.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._serialize = is_sqlite(engine)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    async def append(self, conversation_id: str, event: Event) -> Event:
+        if not self._serialize:
+            return await self._append(conversation_id, event)
+        lock = self._lock(conversation_id)  # a strong reference for the duration
+        async with lock:
+            return await self._append(conversation_id, event)
+
+    async def _append(self, conversation_id: str, event: Event) -> Event:
+        with translate_errors(f"Appending an event to conversation {conversation_id}"):
+            async with self._engine.begin() as conn:
+                event_id = await self._claim_id(conn, conversation_id)
+                stored = event.stored(event_id, event.timestamp or now_iso())
+                await conn.execute(
+                    insert(events).values(
+                        conversation_id=conversation_id,
+                        id=event_id,
+                        timestamp=stored.timestamp,
+                        payload=stored.to_wire(),
+                    )
+                )
+        return stored
+
+    @staticmethod
+    async def _claim_id(conn: AsyncConnection, conversation_id: str) -> int:
+        counter = conversations.c.next_event_id
+        result = await conn.execute(
+            update(conversations)
+            .where(conversations.c.conversation_id == conversation_id)
+            .values(next_event_id=counter + 1)
+            .returning(counter)
+        )
+        new_value = result.scalar_one_or_none()
+        if new_value is None:
+            raise RecordNotFound(f"Conversation {conversation_id} not found")
+        return int(new_value) - 1
+
+    async def list(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[Event]:
+        stmt = select(events.c.id, events.c.payload).where(
+            events.c.conversation_id == conversation_id, events.c.id >= start_id
+        )
+        if end_id is not None:
+            stmt = stmt.where(events.c.id <= end_id)
+        stmt = stmt.order_by(events.c.id.desc() if reverse else events.c.id)
+        if limit is not None:
+            stmt = stmt.limit(max(0, limit))
+        with translate_errors(f"Listing events of conversation {conversation_id}"):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+        return [Event.from_wire({**row.payload, "id": row.id}) for row in rows]
+
+    async def last_id(self, conversation_id: str) -> int:
+        stmt = select(func.max(events.c.id)).where(events.c.conversation_id == conversation_id)
+        with translate_errors(f"Reading the last event id of conversation {conversation_id}"):
+            async with self._engine.connect() as conn:
+                value = (await conn.execute(stmt)).scalar_one_or_none()
+        return -1 if value is None else int(value)
+
+
+class SqlSettingsStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def load_settings(self, user_id: str | None) -> UserSettings | None:
+        data = await self._load(user_settings, user_id)
+        return None if data is None else codec.settings_from_json(data)
+
+    async def save_settings(self, user_id: str | None, settings: UserSettings) -> None:
+        await self._save(user_settings, user_id, codec.settings_to_json(settings))
+
+    async def load_secrets(self, user_id: str | None) -> UserSecrets:
+        data = await self._load(user_secrets, user_id)
+        return UserSecrets() if data is None else codec.secrets_from_json(data)
+
+    async def save_secrets(self, user_id: str | None, secrets: UserSecrets) -> None:
+        await self._save(user_secrets, user_id, codec.secrets_to_json(secrets))
+
+    async def _load(self, table: Table, user_id: str | None) -> Mapping[str, Any] | None:
+        stmt = select(table.c.data).where(table.c.user_id == codec.user_key(user_id))
+        with translate_errors(f"Loading {table.name}"):
+            async with self._engine.connect() as conn:
+                data: Mapping[str, Any] | None = (await conn.execute(stmt)).scalar_one_or_none()
+        return data
+
+    async def _save(self, table: Table, user_id: str | None, data: dict[str, Any]) -> None:
+        values = {"user_id": codec.user_key(user_id), "data": data, "updated_at": utcnow()}
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.user_id],
+            set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at},
+        )
+        with translate_errors(f"Saving {table.name}"):
+            async with self._engine.begin() as conn:
+                await conn.execute(stmt)
+
+
+class SqlStorage:
+    """All stores over one engine. Call ``migrate()`` before first use (it is idempotent)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.conversations: ConversationStore = SqlConversationStore(engine)
+        self.events: EventStore = SqlEventStore(engine)
+        self.settings: SettingsStore = SqlSettingsStore(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStorage:
+        return cls(make_engine(url))
+
+    async def migrate(self) -> None:
+        with translate_errors("Migrating the database"):
+            try:
+                await upgrade_to_head(self.engine)
+            except CommandError as exc:  # e.g. the database is at a revision we do not know
+                raise StorageError(f"Migrating the database failed: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
