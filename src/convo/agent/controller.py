@@ -1,0 +1,368 @@
+"""The agent loop of one conversation: user events in, action/observation events out.
+
+``Agent.run`` owns the agent state. It steps while RUNNING: take pending inbox events, check
+stuck patterns and caps, call the LLM with the history, emit the actions, run them, emit the
+observations. Otherwise it waits on the inbox. Failures never end the loop: LLM errors, caps
+and unexpected exceptions become an ``error`` event plus the ERROR state, and the next user
+message starts over. Only cancellation ends ``run``.
+
+Extension points (later tasks): condensation (``_messages``), confirmation mode
+(``user_confirmed``/``user_rejected`` in ``_apply``), stopping mid-step (events are read
+between steps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from convo.agent.executor import (
+    ERROR_INTERRUPTED,
+    ERROR_TOOL_CALL,
+    ERROR_TOOL_FAILED,
+    ActionExecutor,
+    Editor,
+    tool_error,
+)
+from convo.agent.history import build_messages
+from convo.agent.metrics import LLMMetrics
+from convo.agent.prompts import build_system_prompt
+from convo.agent.recovery import interrupted_actions, iterations_since_user, unanswered
+from convo.agent.stuck import detect_stuck
+from convo.agent.tools import (
+    InvalidToolCall,
+    action_from_tool_call,
+    tool_call_metadata,
+    tool_specs,
+)
+from convo.domain.conversation import AgentState
+from convo.domain.events import (
+    ActionType,
+    Event,
+    EventSource,
+    agent_state_changed,
+    error_observation,
+    message_action,
+)
+from convo.errors import (
+    LLMAuthenticationError,
+    LLMBadRequestError,
+    LLMConnectionError,
+    LLMError,
+    LLMNotConfigured,
+    LLMRateLimitError,
+)
+from convo.llm.base import LLMClient, LLMResponse, ToolCall
+from convo.runtime.base import Sandbox
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[Event], Awaitable[Event]]
+"""Stores an event (masks, appends, publishes) and returns it as stored, with its id."""
+
+# error_id of the agent's error events. AGENT_ERROR$ ones without a tool call are shown to
+# the LLM later (it should know why it was stopped); STATUS$ ones are for the user only.
+ERROR_MAX_ITERATIONS = "AGENT_ERROR$MAX_ITERATIONS"
+ERROR_BUDGET = "AGENT_ERROR$MAX_BUDGET"
+ERROR_STUCK = "AGENT_ERROR$STUCK"
+ERROR_NO_ACTION = "AGENT_ERROR$NO_ACTION"
+ERROR_UNEXPECTED = "STATUS$ERROR_UNEXPECTED"
+
+_STOPPING_STATES = {AgentState.PAUSED.value, AgentState.STOPPED.value}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    max_iterations: int = 100
+    max_budget_per_task: float | None = None
+    command_timeout_seconds: float = 120.0
+    extra_instructions: str | None = None
+
+
+class Agent:
+    """A CodeAct-style agent for one conversation. Create one per run of the loop."""
+
+    def __init__(
+        self,
+        *,
+        llm: LLMClient,
+        sandbox: Sandbox,
+        emit: EventSink,
+        config: AgentConfig,
+        history: Sequence[Event] = (),
+        editor: Editor | None = None,
+    ) -> None:
+        self._llm = llm
+        self._sandbox = sandbox
+        self._sink = emit
+        self.config = config
+        self._history: list[Event] = list(history)
+        self._state = AgentState.LOADING
+        self._executor = ActionExecutor(
+            sandbox, editor=editor, command_timeout_seconds=config.command_timeout_seconds
+        )
+        self._metrics = LLMMetrics.from_history(self._history, config.max_budget_per_task)
+        self._iterations = iterations_since_user(self._history)
+        self._budget_limit = config.max_budget_per_task
+        self._system_prompt: str | None = None
+
+    @property
+    def state(self) -> AgentState:
+        return self._state
+
+    @property
+    def history(self) -> tuple[Event, ...]:
+        """The stored events the agent knows of, in order."""
+        return tuple(self._history)
+
+    @property
+    def system_prompt(self) -> str:
+        if self._system_prompt is None:
+            self._system_prompt = build_system_prompt(
+                self._sandbox.workspace_path, extra_instructions=self.config.extra_instructions
+            )
+        return self._system_prompt
+
+    # --- the loop ------------------------------------------------------------------------
+    async def run(self, inbox: asyncio.Queue[Event]) -> None:
+        """Run until cancelled. ``inbox`` receives stored user events."""
+        await self._guarded(self._recover(inbox))
+        while True:
+            if self._state == AgentState.RUNNING:
+                await self._guarded(self._drain_then_step(inbox))
+            else:
+                event = await inbox.get()
+                await self._guarded(self._apply(event))
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        """Run one unit of work; an unexpected exception becomes an error event + ERROR."""
+        try:
+            await work
+        except Exception as exc:
+            logger.exception("Unexpected error in the agent loop")
+            try:
+                await self._fail(
+                    f"Unexpected error in the agent: {type(exc).__name__}: {exc}", ERROR_UNEXPECTED
+                )
+            except Exception:
+                logger.exception("Could not record the agent loop's error")
+                self._state = AgentState.ERROR
+
+    async def _recover(self, inbox: asyncio.Queue[Event]) -> None:
+        """Close actions a dead loop left open, then pick the first state.
+
+        User messages already queued count as unanswered, so the first state is RUNNING
+        straight away; other queued events are applied after it, in order.
+        """
+        for action in interrupted_actions(self._history):
+            await self._emit(
+                tool_error(
+                    "The action was interrupted (the conversation was restarted) and did not "
+                    "finish; run it again if it is still needed.",
+                    error_id=ERROR_INTERRUPTED,
+                    action=action,
+                )
+            )
+        queued: list[Event] = []
+        while not inbox.empty():
+            queued.append(inbox.get_nowait())
+        for event in queued:
+            if _is_user_message(event):
+                self._history.append(event)
+                self._extend_limits()
+        running = unanswered(self._history)
+        await self._set_state(AgentState.RUNNING if running else AgentState.AWAITING_USER_INPUT)
+        for event in queued:
+            if not _is_user_message(event):
+                await self._apply(event)
+
+    async def _drain_then_step(self, inbox: asyncio.Queue[Event]) -> None:
+        await asyncio.sleep(0)  # let others run between steps, even when nothing else awaits
+        while not inbox.empty():
+            await self._apply(inbox.get_nowait())
+        if self._state == AgentState.RUNNING:
+            await self._step()
+
+    async def _apply(self, event: Event) -> None:
+        """Take one stored user event from the inbox."""
+        self._history.append(event)
+        if _is_user_message(event):
+            self._extend_limits()
+            await self._set_state(AgentState.RUNNING)
+            return
+        if event.action != ActionType.CHANGE_AGENT_STATE:
+            logger.debug("Agent ignores a %s event from the inbox", event.action)
+            return
+        target = str((event.args or {}).get("agent_state", ""))
+        if target in _STOPPING_STATES:
+            await self._set_state(AgentState(target))
+        elif target == AgentState.RUNNING.value:
+            if self._state == AgentState.ERROR:
+                self._extend_limits()
+            await self._set_state(AgentState.RUNNING)
+        else:  # user_confirmed / user_rejected: confirmation mode is not implemented yet
+            logger.info("Agent ignores a request for state %r", target)
+
+    def _extend_limits(self) -> None:
+        """A new user turn: iterations count from zero, and a spent budget is extended."""
+        self._iterations = 0
+        budget = self.config.max_budget_per_task
+        if (
+            budget is not None
+            and self._budget_limit is not None
+            and (self._metrics.cost >= self._budget_limit)
+        ):
+            self._budget_limit = self._metrics.cost + budget
+
+    # --- one step ------------------------------------------------------------------------
+    def _cap_reached(self) -> tuple[str, str] | None:
+        if self._iterations >= self.config.max_iterations:
+            return (
+                f"Agent reached the maximum iteration limit ({self.config.max_iterations} "
+                "steps since the last user message). Send a message to continue.",
+                ERROR_MAX_ITERATIONS,
+            )
+        if self._budget_limit is not None and self._metrics.cost >= self._budget_limit:
+            return (
+                f"Agent reached the maximum budget per task (${self._budget_limit:.4f}; "
+                f"spent ${self._metrics.cost:.4f}). Send a message to continue.",
+                ERROR_BUDGET,
+            )
+        return None
+
+    def _messages(self) -> list[dict[str, Any]]:
+        return build_messages(self.system_prompt, self._history)
+
+    async def _step(self) -> None:
+        pattern = detect_stuck(self._history)
+        if pattern is not None:
+            await self._fail(f"Agent got stuck in a loop: {pattern}.", ERROR_STUCK)
+            return
+        cap = self._cap_reached()
+        if cap is not None:
+            await self._fail(*cap)
+            return
+        try:
+            response = await self._llm.complete(self._messages(), tool_specs())
+        except LLMError as exc:
+            await self._fail(*llm_error_message(exc))
+            return
+        self._iterations += 1
+        self._metrics.add(response)
+        if not response.tool_calls:
+            await self._answer(response)
+            return
+        thought = response.content or ""
+        for call in response.tool_calls:
+            if await self._handle_call(call, response, thought):
+                await self._set_state(AgentState.FINISHED)
+                return
+            thought = ""
+
+    async def _answer(self, response: LLMResponse) -> None:
+        """A response without tool calls: a message to the user, then wait for them."""
+        if not response.content:
+            await self._emit(
+                error_observation(
+                    "Your response had neither text nor a tool call. Use a tool, or answer the "
+                    "user in text.",
+                    error_id=ERROR_NO_ACTION,
+                )
+            )
+            return
+        message = message_action(response.content, EventSource.AGENT, wait_for_response=True)
+        await self._emit(message.model_copy(update={"llm_metrics": self._metrics.to_wire()}))
+        await self._set_state(AgentState.AWAITING_USER_INPUT)
+
+    async def _handle_call(self, call: ToolCall, response: LLMResponse, thought: str) -> bool:
+        """Emit and run one tool call's action; True when the agent finished."""
+        try:
+            action = action_from_tool_call(
+                call, response, thought=thought, default_timeout=self.config.command_timeout_seconds
+            )
+        except InvalidToolCall as exc:
+            await self._emit(
+                tool_error(
+                    str(exc),
+                    error_id=ERROR_TOOL_CALL,
+                    tool_call_metadata=tool_call_metadata(call, response),
+                )
+            )
+            return False
+        stored = await self._emit(
+            action.model_copy(update={"llm_metrics": self._metrics.to_wire()})
+        )
+        if stored.action == ActionType.FINISH:
+            return True
+        try:
+            observation = await self._executor.execute(stored)
+        except Exception as exc:
+            logger.exception("Tool %s crashed", call.name)
+            observation = tool_error(
+                f"The tool crashed: {type(exc).__name__}: {exc}",
+                error_id=ERROR_TOOL_FAILED,
+                action=stored,
+            )
+        await self._emit(observation)
+        return False
+
+    # --- events and state ------------------------------------------------------------------
+    async def _emit(self, event: Event) -> Event:
+        stored = await self._sink(event)
+        self._history.append(stored)
+        return stored
+
+    async def _set_state(self, state: AgentState, reason: str = "") -> None:
+        if state == self._state:
+            return
+        self._state = state
+        await self._emit(agent_state_changed(state, reason))
+
+    async def _fail(self, message: str, error_id: str) -> None:
+        """An error event, then the ERROR state: the loop waits for the user."""
+        await self._emit(error_observation(message, error_id=error_id))
+        await self._set_state(AgentState.ERROR, message)
+
+
+def _is_user_message(event: Event) -> bool:
+    return event.action == ActionType.MESSAGE and event.source == EventSource.USER
+
+
+_LLM_FAILURES: list[tuple[type[LLMError], str, str]] = [
+    (
+        LLMAuthenticationError,
+        "STATUS$ERROR_LLM_AUTHENTICATION",
+        "LLM authentication failed: check the API key",
+    ),
+    (
+        LLMConnectionError,
+        "STATUS$ERROR_LLM_CONNECTION",
+        "Could not connect to the LLM: check the base URL and that the provider is reachable",
+    ),
+    (
+        LLMRateLimitError,
+        "STATUS$ERROR_LLM_RATE_LIMIT",
+        "The LLM provider's rate limit was reached: wait, then send a message to retry",
+    ),
+    (
+        LLMBadRequestError,
+        "STATUS$ERROR_LLM_BAD_REQUEST",
+        "The LLM provider refused the request: check the model name and settings",
+    ),
+    (
+        LLMNotConfigured,
+        "STATUS$ERROR_LLM_NOT_CONFIGURED",
+        "No LLM is configured: set a model in the settings",
+    ),
+]
+
+
+def llm_error_message(exc: LLMError) -> tuple[str, str]:
+    """The user-facing message and error id for an LLM failure (its detail after the kind)."""
+    for kind, error_id, headline in _LLM_FAILURES:
+        if isinstance(exc, kind):
+            return f"{headline}. ({exc})", error_id
+    return f"The LLM call failed. ({exc})", "STATUS$ERROR_LLM"

@@ -1,0 +1,143 @@
+"""Turning a conversation's stored events into OpenAI chat messages for the LLM.
+
+- user ``message`` actions → user messages (with image parts when they carry images);
+- agent ``message`` actions → assistant text messages;
+- events with ``tool_call_metadata`` → the assistant message of their model response (once,
+  from ``model_response``), immediately followed by one ``tool`` message per tool call of that
+  response, paired by ``tool_call_id``. A call with no recorded result gets a placeholder, so
+  the message list is always valid for the provider;
+- agent-loop error observations (``error_id`` starting ``AGENT_ERROR$``) with no tool call →
+  user messages, so the model learns why it was stopped; other events are not shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from convo.domain.events import ActionType, Event, EventSource, ObservationType
+
+AGENT_ERROR_PREFIX = "AGENT_ERROR$"
+_FINISHED_PLACEHOLDER = "The task was marked as finished."
+_MISSING_PLACEHOLDER = "The tool call was not executed (interrupted)."
+
+
+def observation_text(observation: Event) -> str:
+    """An observation as the model reads it."""
+    content = observation.content or ""
+    extras = observation.extras or {}
+    if observation.observation == ObservationType.RUN:
+        metadata = extras.get("metadata") or {}
+        suffix = str(metadata.get("suffix") or "")
+        working_dir = metadata.get("working_dir")
+        text = f"{content}{suffix}"
+        if working_dir:
+            text += f"\n[Current working directory: {working_dir}]"
+        return text
+    if observation.observation == ObservationType.ERROR:
+        return f"ERROR: {content}"
+    return content
+
+
+def _user_message(event: Event) -> dict[str, Any]:
+    args = event.args or {}
+    text = str(args.get("content", event.message))
+    images = [str(url) for url in args.get("image_urls") or []]
+    if not images:
+        return {"role": "user", "content": text}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in images)
+    return {"role": "user", "content": parts}
+
+
+def _response_key(metadata: dict[str, Any]) -> str:
+    response = metadata.get("model_response") or {}
+    return str(response.get("id") or metadata.get("tool_call_id", ""))
+
+
+def _assistant_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    response = metadata.get("model_response") or {}
+    choices = response.get("choices") or [{}]
+    stored = choices[0].get("message") or {}
+    message: dict[str, Any] = {"role": "assistant", "content": stored.get("content")}
+    calls = stored.get("tool_calls")
+    if not calls:  # an event from elsewhere without the full response: rebuild its one call
+        calls = [
+            {
+                "id": metadata.get("tool_call_id", ""),
+                "type": "function",
+                "function": {"name": metadata.get("function_name", ""), "arguments": "{}"},
+            }
+        ]
+    message["tool_calls"] = calls
+    return message
+
+
+def _tool_results(events: Sequence[Event]) -> dict[str, Event]:
+    results: dict[str, Event] = {}
+    for event in events:
+        metadata = event.tool_call_metadata
+        if event.observation is None or not metadata:
+            continue
+        results.setdefault(str(metadata.get("tool_call_id", "")), event)
+    return results
+
+
+def _tool_messages(assistant: dict[str, Any], results: dict[str, Event]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    for call in assistant["tool_calls"]:
+        call_id = str(call.get("id", ""))
+        name = str((call.get("function") or {}).get("name", ""))
+        result = results.get(call_id)
+        if result is not None:
+            content = observation_text(result)
+        elif name == "finish":
+            content = _FINISHED_PLACEHOLDER
+        else:
+            content = _MISSING_PLACEHOLDER
+        messages.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": content})
+    return messages
+
+
+def _plain_message(event: Event) -> dict[str, Any] | None:
+    """The message for an event outside any tool call, or None if the model need not see it."""
+    if event.action == ActionType.MESSAGE:
+        if event.source == EventSource.USER:
+            return _user_message(event)
+        return {"role": "assistant", "content": str((event.args or {}).get("content", ""))}
+    if event.observation == ObservationType.ERROR:
+        error_id = str((event.extras or {}).get("error_id", ""))
+        if error_id.startswith(AGENT_ERROR_PREFIX):
+            return {"role": "user", "content": f"ERROR: {event.content or event.message}"}
+    return None
+
+
+def build_messages(system_prompt: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The LLM messages for a system prompt and the stored events, in order."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+    results = _tool_results(events)
+    seen_responses: set[str] = set()
+    for event in events:
+        metadata = event.tool_call_metadata
+        if metadata:
+            key = _response_key(metadata)
+            if key in seen_responses:
+                continue
+            seen_responses.add(key)
+            assistant = _assistant_from_metadata(metadata)
+            messages.append(assistant)
+            messages.extend(_tool_messages(assistant, results))
+            continue
+        message = _plain_message(event)
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+def since_last_user_message(events: Sequence[Event]) -> list[Event]:
+    """The events after the last user message (all of them if there is none)."""
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if event.action == ActionType.MESSAGE and event.source == EventSource.USER:
+            return list(events[index + 1 :])
+    return list(events)

@@ -1,0 +1,115 @@
+"""Stuck detection: does the agent repeat itself since the last user message?
+
+Patterns, as in OpenHands' controller/stuck.py:
+- the same action with the same observation 4 times in a row;
+- the same action ending in an error 3 times in a row;
+- the same agent message 3 times in a row;
+- two steps alternating A-B-A-B-A-B over the last 6 steps.
+
+Actions compare by type and arguments (the free-text ``thought`` is ignored), observations by
+type, content and exit code; ids, timestamps and metrics never count. A tool call that could
+not become an action (bad arguments) compares by its tool name and raw arguments.
+Extension point: OpenHands also fires on 10 condensations in a row; add it with condensation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from convo.agent.history import since_last_user_message
+from convo.domain.events import ActionType, Event, EventSource, ObservationType
+
+REPEATED_PAIR = "the same action and observation repeated 4 times"
+REPEATED_ERROR = "the same action failed with an error 3 times"
+REPEATED_MESSAGE = "the same agent message repeated 3 times"
+ALTERNATING = "alternating between two actions (A-B-A-B) over 6 steps"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    observation: str
+    is_error: bool
+
+
+def _action_key(action: Event) -> str:
+    args = {k: v for k, v in (action.args or {}).items() if k != "thought"}
+    return json.dumps({"action": action.action, "args": args}, sort_keys=True, default=str)
+
+
+def _raw_call_key(metadata: dict[str, Any]) -> str:
+    """The key of a tool call that has no action event: its name and raw arguments."""
+    call_id = metadata.get("tool_call_id")
+    response = metadata.get("model_response") or {}
+    message = ((response.get("choices") or [{}])[0]).get("message") or {}
+    for call in message.get("tool_calls") or []:
+        if call.get("id") == call_id:
+            return json.dumps({"call": call.get("function")}, sort_keys=True, default=str)
+    return json.dumps({"call": metadata.get("function_name")})
+
+
+def _observation_key(observation: Event) -> str:
+    metadata = (observation.extras or {}).get("metadata") or {}
+    return json.dumps(
+        [observation.observation, observation.content, metadata.get("exit_code")], default=str
+    )
+
+
+def steps_of(events: Sequence[Event]) -> list[Step]:
+    """The (action, observation) steps among the events, in the order they finished."""
+    actions: dict[int, Event] = {e.id: e for e in events if e.is_action and e.id >= 0}
+    steps: list[Step] = []
+    for event in events:
+        if event.observation is None or not event.tool_call_metadata:
+            continue
+        action = actions.get(event.cause) if event.cause is not None else None
+        key = _action_key(action) if action is not None else _raw_call_key(event.tool_call_metadata)
+        steps.append(Step(key, _observation_key(event), event.observation == ObservationType.ERROR))
+    return steps
+
+
+def _repeated_pair(steps: Sequence[Step], times: int = 4) -> bool:
+    last = steps[-times:]
+    return len(last) == times and len({(s.action, s.observation) for s in last}) == 1
+
+
+def _repeated_error(steps: Sequence[Step], times: int = 3) -> bool:
+    last = steps[-times:]
+    return (
+        len(last) == times and all(s.is_error for s in last) and len({s.action for s in last}) == 1
+    )
+
+
+def _repeated_message(events: Sequence[Event], times: int = 3) -> bool:
+    messages = [
+        str((e.args or {}).get("content", ""))
+        for e in events
+        if e.action == ActionType.MESSAGE and e.source == EventSource.AGENT
+    ][-times:]
+    return len(messages) == times and len(set(messages)) == 1
+
+
+def _alternating(steps: Sequence[Step], length: int = 6) -> bool:
+    last = [(s.action, s.observation) for s in steps[-length:]]
+    if len(last) < length:
+        return False
+    evens, odds = set(last[0::2]), set(last[1::2])
+    return len(evens) == 1 and len(odds) == 1 and evens != odds
+
+
+def detect_stuck(events: Sequence[Event]) -> str | None:
+    """The name of the pattern the agent is caught in since the last user message, or None."""
+    recent = since_last_user_message(events)
+    steps = steps_of(recent)
+    if _repeated_pair(steps):
+        return REPEATED_PAIR
+    if _repeated_error(steps):
+        return REPEATED_ERROR
+    if _repeated_message(recent):
+        return REPEATED_MESSAGE
+    if _alternating(steps):
+        return ALTERNATING
+    return None

@@ -1,0 +1,186 @@
+"""Agent test kit: a recording event sink, a small file editor, and a harness running Agent."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from convo.agent.controller import Agent, AgentConfig
+from convo.agent.executor import Editor
+from convo.domain.conversation import AgentState
+from convo.domain.events import (
+    Event,
+    EventSource,
+    ObservationType,
+    change_agent_state_action,
+    message_action,
+)
+from convo.llm.base import LLMClient
+from convo.runtime.base import Sandbox
+from convo.runtime.fake import FakeSandbox
+
+
+@dataclass(frozen=True)
+class FakeEditorResult:
+    content: str
+    success: bool
+    kind: str
+    old_content: str | None = None
+    new_content: str | None = None
+    diff: str = ""
+
+
+class FakeEditor:
+    """Enough of str_replace_editor for agent tests: view, create, str_replace, insert."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    async def __call__(
+        self,
+        *,
+        command: str,
+        path: str,
+        file_text: str | None = None,
+        old_str: str | None = None,
+        new_str: str | None = None,
+        insert_line: int | None = None,
+        view_range: list[int] | None = None,
+    ) -> FakeEditorResult:
+        host = self.sandbox.host_path(path)
+        old = host.read_text() if host.is_file() else None
+        if command == "view":
+            if old is None:
+                return FakeEditorResult(f"The path {path} does not exist.", False, "read")
+            return FakeEditorResult(old, True, "read")
+        if command == "create":
+            new = file_text or ""
+        elif old is None:
+            return FakeEditorResult(f"The path {path} does not exist.", False, "edit")
+        elif command == "str_replace":
+            if old_str is None or old.count(old_str) != 1:
+                return FakeEditorResult(f"old_str not found once in {path}.", False, "edit")
+            new = old.replace(old_str, new_str or "")
+        else:
+            lines = old.splitlines(keepends=True)
+            lines.insert(insert_line or 0, (new_str or "") + "\n")
+            new = "".join(lines)
+        host.parent.mkdir(parents=True, exist_ok=True)
+        host.write_text(new)
+        diff = "".join(difflib.unified_diff((old or "").splitlines(True), new.splitlines(True)))
+        return FakeEditorResult(f"The file {path} was edited.", True, "edit", old, new, diff)
+
+
+@dataclass
+class Harness:
+    llm: LLMClient
+    sandbox: Sandbox
+    config: AgentConfig = field(default_factory=AgentConfig)
+    history: Sequence[Event] = ()
+    editor: Editor | None = None
+    events: list[Event] = field(default_factory=list)
+    inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.events = list(self.history)
+        self.agent = Agent(
+            llm=self.llm,
+            sandbox=self.sandbox,
+            emit=self.store,
+            config=self.config,
+            history=self.history,
+            editor=self.editor,
+        )
+
+    async def store(self, event: Event) -> Event:
+        return self.store_now(event)
+
+    def store_now(self, event: Event) -> Event:
+        stored = event.stored(len(self.events))
+        self.events.append(stored)
+        return stored
+
+    def send(self, text: str) -> Event:
+        event = self.store_now(message_action(text, EventSource.USER))
+        self.inbox.put_nowait(event)
+        return event
+
+    def set_state(self, state: AgentState) -> Event:
+        event = self.store_now(change_agent_state_action(state, EventSource.USER))
+        self.inbox.put_nowait(event)
+        return event
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.agent.run(self.inbox), name="agent-under-test")
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                if self.task is not None and self.task.done():
+                    self.task.result()  # raises what ended the loop
+                    raise AssertionError("the agent loop returned")
+                await asyncio.sleep(0.005)
+
+    async def settle(self, state: AgentState, timeout: float = 5.0) -> None:
+        """Wait until the inbox is consumed and the agent rests in ``state``."""
+        await self.until(lambda: self.inbox.empty() and self.agent.state == state, timeout)
+
+    async def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    # --- views -----------------------------------------------------------------------------
+    def kinds(self) -> list[tuple[str, str]]:
+        """(source, action or observation) of every event except state changes."""
+        return [
+            (e.source.value, str(e.action or e.observation))
+            for e in self.events
+            if e.observation != ObservationType.AGENT_STATE_CHANGED
+        ]
+
+    def states(self) -> list[str]:
+        return [
+            str((e.extras or {})["agent_state"])
+            for e in self.events
+            if e.observation == ObservationType.AGENT_STATE_CHANGED
+        ]
+
+    def errors(self) -> list[Event]:
+        return [e for e in self.events if e.observation == ObservationType.ERROR]
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if kind in (e.action, e.observation)]
+
+
+HarnessFactory = Callable[..., Harness]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> FakeSandbox:
+    root = tmp_path / "workspace"
+    root.mkdir()
+    return FakeSandbox(root)
+
+
+@pytest.fixture
+async def make_harness(sandbox: FakeSandbox) -> AsyncIterator[HarnessFactory]:
+    harnesses: list[Harness] = []
+
+    def factory(llm: LLMClient, **kwargs: Any) -> Harness:
+        kwargs.setdefault("sandbox", sandbox)
+        kwargs.setdefault("editor", FakeEditor(kwargs["sandbox"]))
+        harness = Harness(llm, **kwargs)
+        harnesses.append(harness)
+        return harness
+
+    yield factory
+    for harness in harnesses:
+        await harness.stop()
