@@ -19,13 +19,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from convo.agent.executor import (
+from convo.agent.executor import ActionExecutor, Editor, tool_error
+from convo.agent.failures import (
+    ERROR_BUDGET,
     ERROR_INTERRUPTED,
+    ERROR_MAX_ITERATIONS,
+    ERROR_NO_ACTION,
+    ERROR_STUCK,
     ERROR_TOOL_CALL,
     ERROR_TOOL_FAILED,
-    ActionExecutor,
-    Editor,
-    tool_error,
+    ERROR_UNEXPECTED,
+    llm_error_message,
 )
 from convo.agent.history import build_messages
 from convo.agent.metrics import LLMMetrics
@@ -47,14 +51,7 @@ from convo.domain.events import (
     error_observation,
     message_action,
 )
-from convo.errors import (
-    LLMAuthenticationError,
-    LLMBadRequestError,
-    LLMConnectionError,
-    LLMError,
-    LLMNotConfigured,
-    LLMRateLimitError,
-)
+from convo.errors import LLMError
 from convo.llm.base import LLMClient, LLMResponse, ToolCall
 from convo.runtime.base import Sandbox
 
@@ -63,13 +60,6 @@ logger = logging.getLogger(__name__)
 EventSink = Callable[[Event], Awaitable[Event]]
 """Stores an event (masks, appends, publishes) and returns it as stored, with its id."""
 
-# error_id of the agent's error events. AGENT_ERROR$ ones without a tool call are shown to
-# the LLM later (it should know why it was stopped); STATUS$ ones are for the user only.
-ERROR_MAX_ITERATIONS = "AGENT_ERROR$MAX_ITERATIONS"
-ERROR_BUDGET = "AGENT_ERROR$MAX_BUDGET"
-ERROR_STUCK = "AGENT_ERROR$STUCK"
-ERROR_NO_ACTION = "AGENT_ERROR$NO_ACTION"
-ERROR_UNEXPECTED = "STATUS$ERROR_UNEXPECTED"
 
 _STOPPING_STATES = {AgentState.PAUSED.value, AgentState.STOPPED.value}
 
@@ -329,40 +319,3 @@ class Agent:
 
 def _is_user_message(event: Event) -> bool:
     return event.action == ActionType.MESSAGE and event.source == EventSource.USER
-
-
-_LLM_FAILURES: list[tuple[type[LLMError], str, str]] = [
-    (
-        LLMAuthenticationError,
-        "STATUS$ERROR_LLM_AUTHENTICATION",
-        "LLM authentication failed: check the API key",
-    ),
-    (
-        LLMConnectionError,
-        "STATUS$ERROR_LLM_CONNECTION",
-        "Could not connect to the LLM: check the base URL and that the provider is reachable",
-    ),
-    (
-        LLMRateLimitError,
-        "STATUS$ERROR_LLM_RATE_LIMIT",
-        "The LLM provider's rate limit was reached: wait, then send a message to retry",
-    ),
-    (
-        LLMBadRequestError,
-        "STATUS$ERROR_LLM_BAD_REQUEST",
-        "The LLM provider refused the request: check the model name and settings",
-    ),
-    (
-        LLMNotConfigured,
-        "STATUS$ERROR_LLM_NOT_CONFIGURED",
-        "No LLM is configured: set a model in the settings",
-    ),
-]
-
-
-def llm_error_message(exc: LLMError) -> tuple[str, str]:
-    """The user-facing message and error id for an LLM failure (its detail after the kind)."""
-    for kind, error_id, headline in _LLM_FAILURES:
-        if isinstance(exc, kind):
-            return f"{headline}. ({exc})", error_id
-    return f"The LLM call failed. ({exc})", "STATUS$ERROR_LLM"

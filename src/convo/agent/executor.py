@@ -9,14 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any, Protocol
 
+from convo.agent.failures import ERROR_TOOL_FAILED
 from convo.domain.events import ActionType, Event, EventSource, ObservationType, now_iso
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, Sandbox
-
-# error_id values of the error observations the agent emits.
-ERROR_TOOL_CALL = "AGENT_ERROR$BAD_TOOL_CALL"
-ERROR_TOOL_FAILED = "AGENT_ERROR$TOOL_FAILED"
-ERROR_INTERRUPTED = "AGENT_ERROR$INTERRUPTED"
 
 
 class EditorResult(Protocol):

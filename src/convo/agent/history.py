@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from convo.agent.failures import AGENT_ERROR_PREFIX
 from convo.domain.events import ActionType, Event, EventSource, ObservationType
 
-AGENT_ERROR_PREFIX = "AGENT_ERROR$"
 _FINISHED_PLACEHOLDER = "The task was marked as finished."
 _MISSING_PLACEHOLDER = "The tool call was not executed (interrupted)."
 

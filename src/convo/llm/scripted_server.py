@@ -293,7 +293,7 @@ class ScriptedLLMServer:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every request body received, in order (including refused ones after auth)."""
+        """Every request body that passed the key check, in order."""
         return self.app.requests
 
     @property
