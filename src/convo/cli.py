@@ -21,13 +21,13 @@ def serve(
     """Run the HTTP server."""
     import uvicorn
 
-    from convo.api.app import create_app
+    from convo.api.app import create_asgi_app
     from convo.log_config import configure_logging
 
     configure_logging(log_level)
     settings = Settings()
     uvicorn.run(
-        create_app(settings),
+        create_asgi_app(settings),
         host=host,
         port=port,
         log_level=log_level,

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from convo.api.app import Overrides, create_app
+from convo.api.app import Overrides, create_asgi_app, fastapi_app
 from convo.config import Settings
 
 
@@ -30,10 +30,12 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def serve(settings: Settings, overrides: Overrides | None = None,
-                headers: dict[str, str] | None = None) -> AsyncIterator[RunningServer]:
-    app = create_app(settings, overrides)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+async def serve(
+    settings: Settings, overrides: Overrides | None = None, headers: dict[str, str] | None = None
+) -> AsyncIterator[RunningServer]:
+    asgi_app = create_asgi_app(settings, overrides)
+    app = fastapi_app(asgi_app)
+    config = uvicorn.Config(asgi_app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(), name="test-uvicorn")
@@ -47,8 +49,9 @@ async def serve(settings: Settings, overrides: Overrides | None = None,
     port = server.servers[0].sockets[0].getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base_url, headers=headers or {},
-                                     timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers=headers or {}, timeout=30
+        ) as client:
             yield RunningServer(base_url, app, client)
     finally:
         server.should_exit = True
@@ -73,8 +76,9 @@ ServeFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> ServeFactory:
-    def factory(overrides: Overrides | None = None, headers: dict[str, str] | None = None,
-                **settings: Any) -> AbstractAsyncContextManager[RunningServer]:
+    def factory(
+        overrides: Overrides | None = None, headers: dict[str, str] | None = None, **settings: Any
+    ) -> AbstractAsyncContextManager[RunningServer]:
         return serve(make_settings(tmp_path, **settings), overrides, headers)
 
     return factory

@@ -1,4 +1,7 @@
-"""create_app(settings): wires storage, bus, runtime and LLM into the conversation manager."""
+"""create_app(settings): wires storage, bus, runtime and LLM into the conversation manager.
+
+``create_asgi_app`` serves the same app with Socket.IO at ``/socket.io/`` in front of it.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +11,31 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp
 
 from convo import __version__
 from convo.api.deps import require_session_key
 from convo.api.errors import install_error_handlers
-from convo.api.routes import conversations, events, health
+from convo.api.routes import (
+    conversation_extras,
+    conversations,
+    events,
+    files,
+    health,
+    options,
+    secrets,
+    stream,
+    user,
+)
 from convo.api.routes import settings as settings_routes
+from convo.api.socketio import SocketServer
 from convo.cluster.base import EventBus
 from convo.cluster.local import LocalEventBus
 from convo.config import Settings
 from convo.llm.base import LLMClientFactory
 from convo.runtime.base import SandboxFactory
 from convo.services.conversations import ConversationManager
+from convo.services.streams import StreamOptions
 from convo.storage.base import Storage
 
 logger = logging.getLogger(__name__)
@@ -33,6 +49,7 @@ class Overrides:
     bus: EventBus | None = None
     sandbox_factory: SandboxFactory | None = None
     llm_factory: LLMClientFactory | None = None
+    stream_options: StreamOptions | None = None
 
 
 def _default_storage(settings: Settings) -> Storage:
@@ -76,15 +93,47 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         app.state.manager = manager
         async with manager:
             logger.info("convo %s ready (runtime %s)", __version__, sandbox_factory.name)
-            yield
+            try:
+                yield
+            finally:
+                await app.state.socket_server.aclose()
         await bus.aclose()
         await storage.aclose()
 
     app = FastAPI(title="convo", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.stream_options = chosen.stream_options or StreamOptions()
+    app.state.socket_server = SocketServer(app)
     install_error_handlers(app)
     app.include_router(health.router)
     auth = [Depends(require_session_key)]
-    for router in (conversations.router, events.router, settings_routes.router):
+    for router in (
+        conversations.router,
+        # the event stream before the conversation's extras: both are under /{id}/...
+        stream.router,
+        events.router,
+        conversation_extras.router,
+        files.router,
+        settings_routes.router,
+        secrets.router,
+        options.router,
+        user.router,
+    ):
         app.include_router(router, dependencies=auth)
     return app
+
+
+def create_asgi_app(settings: Settings, overrides: Overrides | None = None) -> ASGIApp:
+    """The app as served: Socket.IO at /socket.io/, everything else to FastAPI.
+
+    The FastAPI app (and its ``state``) stays reachable as ``fastapi_app(asgi_app)``.
+    """
+    app = create_app(settings, overrides)
+    asgi: ASGIApp = app.state.socket_server.asgi_app()
+    return asgi
+
+
+def fastapi_app(asgi_app: ASGIApp) -> FastAPI:
+    inner = getattr(asgi_app, "other_asgi_app", asgi_app)
+    assert isinstance(inner, FastAPI)
+    return inner

@@ -1,7 +1,7 @@
 """Gap-free event streams: replay from the store after event id N, then live from the bus.
 
     async with EventFeed(store, bus, conversation_id, after_id=n) as feed:
-        while (payload := await feed.next(idle_timeout=15)) is not FEED_END:
+        while not isinstance(payload := await feed.next(idle_timeout=15), FeedEnd):
             if payload is None:
                 ...  # nothing for 15 s: a good moment for a keep-alive
             else:
@@ -24,23 +24,34 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Final
 
 from convo.cluster.base import EventBus, Payload, Subscription, SubscriptionClosed
 from convo.storage.base import EventStore
 
 
-class _FeedEnd:
+class FeedEnd:
     """The marker ``EventFeed.next`` returns once the feed is over."""
 
     def __repr__(self) -> str:
         return "FEED_END"
 
 
-FEED_END: Final = _FeedEnd()
+FEED_END: Final = FeedEnd()
 
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_MAX_QUEUE = 1000
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Bounds of the live streams (Socket.IO and SSE) a server hands out."""
+
+    page_size: int = DEFAULT_PAGE_SIZE  # events read from the store at a time
+    max_queue: int = DEFAULT_MAX_QUEUE  # live payloads a subscriber may fall behind by
+    keepalive_seconds: float = 15.0  # SSE comment when idle this long
+    socket_backlog: int = 256  # unsent Socket.IO packets before the sender waits
 
 
 def event_id_of(payload: Payload) -> int | None:
@@ -128,7 +139,7 @@ class EventFeed:
         return self._ended
 
     # --- reading -----------------------------------------------------------------------
-    async def next(self, idle_timeout: float | None = None) -> Payload | _FeedEnd | None:
+    async def next(self, idle_timeout: float | None = None) -> Payload | FeedEnd | None:
         """The next payload; None if nothing came within ``idle_timeout`` seconds (the feed
         goes on); ``FEED_END`` once the feed is over (closed, or fell behind)."""
         self.open()
@@ -156,7 +167,7 @@ class EventFeed:
 
     async def __anext__(self) -> Payload:
         payload = await self.next()
-        if isinstance(payload, _FeedEnd) or payload is None:
+        if isinstance(payload, FeedEnd) or payload is None:
             raise StopAsyncIteration
         return payload
 

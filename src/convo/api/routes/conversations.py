@@ -142,7 +142,7 @@ async def get_conversation(
         return None
 
 
-@router.patch("/{conversation_id}")
+@router.patch("/{conversation_id}", response_model=None)
 async def update_conversation(
     conversation_id: ConversationId, body: UpdateConversationRequest, manager: ManagerDep
 ) -> bool | JSONResponse:
