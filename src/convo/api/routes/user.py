@@ -1,0 +1,126 @@
+"""/api/user/*: the git provider account behind the stored token, its repositories and
+branches.
+
+Without a stored provider token the lists are empty and ``/info`` is a 401 saying a token is
+needed. With one, the provider is asked; if it cannot be reached the answer is a 502 naming
+the provider, if it refuses the token a 401. Suggested tasks are not computed (always []).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from convo.api.deps import StorageDep, UserIdDep
+from convo.domain.conversation import ProviderType
+from convo.services.git_providers import (
+    ProviderClient,
+    ProviderError,
+    ProviderRefused,
+    ProviderUnsupported,
+)
+from convo.storage.base import Storage
+
+router = APIRouter(prefix="/api/user", tags=["user"])
+
+TOKEN_REQUIRED = "Git provider token required. (such as GitHub)"
+T = TypeVar("T")
+
+
+async def _client(
+    storage: Storage, user_id: str | None, provider: ProviderType | None
+) -> ProviderClient | None:
+    secrets = await storage.settings.load_secrets(user_id)
+    tokens = {p: t for p, t in secrets.provider_tokens.items() if t.token}
+    if provider is not None:
+        token = tokens.get(provider)
+        return ProviderClient(provider, token) if token is not None else None
+    for candidate in ProviderType:
+        if candidate in tokens:
+            return ProviderClient(candidate, tokens[candidate])
+    return None
+
+
+async def _ask(call: Callable[[], Awaitable[T]]) -> T | JSONResponse:
+    try:
+        return await call()
+    except ProviderRefused as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=401)
+    except ProviderUnsupported as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+    except ProviderError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=502)
+
+
+ProviderQuery = Annotated[ProviderType | None, Query()]
+
+
+@router.get("/info", response_model=None)
+async def get_user(storage: StorageDep, user_id: UserIdDep) -> Any:
+    client = await _client(storage, user_id, None)
+    if client is None:
+        return JSONResponse({"detail": TOKEN_REQUIRED}, status_code=401)
+    return await _ask(client.user)
+
+
+@router.get("/repositories", response_model=None)
+async def get_repositories(
+    storage: StorageDep,
+    user_id: UserIdDep,
+    selected_provider: ProviderQuery = None,
+    sort: str = "pushed",  # noqa: ARG001 - accepted as OpenHands does
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 30,
+    installation_id: str | None = None,  # noqa: ARG001 - accepted as OpenHands does
+) -> Any:
+    client = await _client(storage, user_id, selected_provider)
+    if client is None:
+        return []
+    return await _ask(lambda: client.repositories(page, per_page))
+
+
+@router.get("/search/repositories", response_model=None)
+async def search_repositories(
+    storage: StorageDep,
+    user_id: UserIdDep,
+    query: Annotated[str, Query(min_length=1)],
+    per_page: Annotated[int, Query(ge=1, le=100)] = 5,
+    sort: str = "stars",  # noqa: ARG001 - accepted as OpenHands does
+    order: str = "desc",  # noqa: ARG001 - accepted as OpenHands does
+    selected_provider: ProviderQuery = None,
+) -> Any:
+    client = await _client(storage, user_id, selected_provider)
+    if client is None:
+        return []
+    return await _ask(lambda: client.repositories(1, per_page, query))
+
+
+@router.get("/repository/branches", response_model=None)
+async def get_branches(
+    storage: StorageDep,
+    user_id: UserIdDep,
+    repository: Annotated[str, Query(min_length=1, pattern=r"^[\w.-]+(/[\w.-]+)+$")],
+    selected_provider: ProviderQuery = None,
+) -> Any:
+    client = await _client(storage, user_id, selected_provider)
+    if client is None:
+        return []
+    return await _ask(lambda: client.branches(repository))
+
+
+@router.get("/installations", response_model=None)
+async def get_installations(
+    storage: StorageDep, user_id: UserIdDep, provider: ProviderQuery = None
+) -> Any:
+    client = await _client(storage, user_id, provider)
+    if client is None:
+        return []
+    return await _ask(client.installations)
+
+
+@router.get("/suggested-tasks")
+async def get_suggested_tasks() -> list[dict[str, Any]]:
+    return []

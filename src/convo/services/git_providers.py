@@ -1,0 +1,156 @@
+"""Read-only calls to a git provider's API with a stored token: the user, repositories and
+branches, in OpenHands' shapes. GitHub and GitLab are supported (cloud or self-hosted via the
+token's ``host``; a host with a scheme, e.g. ``http://127.0.0.1:8080``, is used as the API
+base as it is). Provider failures become ``ProviderError``s; nothing here retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from convo.domain.conversation import ProviderToken, ProviderType
+from convo.errors import ConvoError
+
+TIMEOUT_SECONDS = 10.0
+
+
+class ProviderError(ConvoError):
+    """The provider could not be asked."""
+
+
+class ProviderUnsupported(ProviderError):
+    pass
+
+
+class ProviderUnreachable(ProviderError):
+    pass
+
+
+class ProviderRefused(ProviderError):
+    """The provider refused the token (401/403)."""
+
+
+@dataclass(frozen=True)
+class ProviderClient:
+    provider: ProviderType
+    token: ProviderToken
+
+    @property
+    def base_url(self) -> str:
+        host = (self.token.host or "").strip().rstrip("/")
+        if host.startswith(("http://", "https://")):
+            return host
+        if self.provider is ProviderType.GITHUB:
+            return f"https://{host}/api/v3" if host else "https://api.github.com"
+        if self.provider is ProviderType.GITLAB:
+            return f"https://{host or 'gitlab.com'}/api/v4"
+        raise ProviderUnsupported(f"{self.provider.value} is not supported yet")
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token.token}", "Accept": "application/json"}
+        name = self.provider.value
+        try:
+            async with httpx.AsyncClient(base_url=self.base_url, timeout=TIMEOUT_SECONDS) as http:
+                response = await http.get(path, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ProviderUnreachable(f"Could not reach {name}: {type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise ProviderRefused(f"{name} refused the token ({response.status_code})")
+        if response.status_code >= 400:
+            raise ProviderUnreachable(f"{name} answered {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderUnreachable(f"{name} answered with something that is not JSON") from None
+
+    # --- calls -------------------------------------------------------------------------
+    async def user(self) -> dict[str, Any]:
+        data = await self._get("/user")
+        if self.provider is ProviderType.GITLAB:
+            return {
+                "id": str(data.get("id")),
+                "login": data.get("username"),
+                "avatar_url": data.get("avatar_url"),
+                "company": data.get("organization"),
+                "name": data.get("name"),
+                "email": data.get("email") or data.get("public_email"),
+            }
+        return {k: data.get(k) for k in ("login", "avatar_url", "company", "name", "email")} | {
+            "id": str(data.get("id"))
+        }
+
+    async def repositories(self, page: int, per_page: int, query: str | None = None) -> list[Any]:
+        if self.provider is ProviderType.GITLAB:
+            params: dict[str, Any] = {"membership": "true", "page": page, "per_page": per_page}
+            params |= {"search": query} if query else {"order_by": "last_activity_at"}
+            return [self._gitlab_repo(r) for r in await self._get("/projects", params)]
+        if query:
+            found = await self._get(
+                "/search/repositories", {"q": query, "page": page, "per_page": per_page}
+            )
+            items = found.get("items", []) if isinstance(found, dict) else []
+        else:
+            items = await self._get(
+                "/user/repos", {"sort": "pushed", "page": page, "per_page": per_page}
+            )
+        return [self._github_repo(r) for r in items]
+
+    async def branches(self, repository: str) -> list[dict[str, Any]]:
+        if self.provider is ProviderType.GITLAB:
+            path = f"/projects/{quote(repository, safe='')}/repository/branches"
+            return [
+                {
+                    "name": b.get("name"),
+                    "commit_sha": (b.get("commit") or {}).get("id", ""),
+                    "protected": bool(b.get("protected")),
+                    "last_push_date": (b.get("commit") or {}).get("committed_date"),
+                }
+                for b in await self._get(path, {"per_page": 100})
+            ]
+        return [
+            {
+                "name": b.get("name"),
+                "commit_sha": (b.get("commit") or {}).get("sha", ""),
+                "protected": bool(b.get("protected")),
+                "last_push_date": None,
+            }
+            for b in await self._get(f"/repos/{repository}/branches", {"per_page": 100})
+        ]
+
+    async def installations(self) -> list[str]:
+        if self.provider is not ProviderType.GITHUB:
+            return []
+        data = await self._get("/user/installations")
+        items = data.get("installations", []) if isinstance(data, dict) else []
+        return [str(item.get("id")) for item in items]
+
+    # --- shapes ------------------------------------------------------------------------
+    def _github_repo(self, repo: dict[str, Any]) -> dict[str, Any]:
+        owner = repo.get("owner") or {}
+        return {
+            "id": str(repo.get("id")),
+            "full_name": repo.get("full_name"),
+            "git_provider": self.provider.value,
+            "is_public": not repo.get("private", False),
+            "stargazers_count": repo.get("stargazers_count"),
+            "pushed_at": repo.get("pushed_at"),
+            "owner_type": "organization" if owner.get("type") == "Organization" else "user",
+            "main_branch": repo.get("default_branch"),
+        }
+
+    def _gitlab_repo(self, repo: dict[str, Any]) -> dict[str, Any]:
+        namespace = repo.get("namespace") or {}
+        return {
+            "id": str(repo.get("id")),
+            "full_name": repo.get("path_with_namespace"),
+            "git_provider": self.provider.value,
+            "is_public": repo.get("visibility") == "public",
+            "stargazers_count": repo.get("star_count"),
+            "pushed_at": repo.get("last_activity_at"),
+            "owner_type": "organization" if namespace.get("kind") == "group" else "user",
+            "main_branch": repo.get("default_branch"),
+        }
