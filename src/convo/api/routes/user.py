@@ -105,6 +105,8 @@ async def get_branches(
     repository: Annotated[str, Query(min_length=1, pattern=r"^[\w.-]+(/[\w.-]+)+$")],
     selected_provider: ProviderQuery = None,
 ) -> Any:
+    if any(part in {".", ".."} for part in repository.split("/")):
+        return JSONResponse({"detail": f"Invalid repository name {repository!r}"}, 400)
     client = await _client(storage, user_id, selected_provider)
     if client is None:
         return []
