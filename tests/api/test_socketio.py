@@ -11,6 +11,7 @@ import socketio
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, text_response
+from convo.services.conversations import NewConversation
 from tests.api.conftest import RunningServer, ServeFactory, wait_for
 from tests.stream.helpers import FakeSandboxFactory, SlowLLM, SocketClient, ids_of, thinking_task
 
@@ -70,8 +71,7 @@ async def test_connecting_starts_the_loop_and_a_socket_message_reaches_the_agent
 ) -> None:
     llm = ScriptedLLM([text_response("Hello from the agent")])
     async with server_factory(_overrides(llm)) as server:
-        cid = await _create(server, message=None)
-        await server.client.post(f"/api/conversations/{cid}/stop")
+        cid = await server.manager.create(None, NewConversation())  # stored, never started
         assert server.manager.status(cid) == "STOPPED"
         client = SocketClient(server.base_url)
         await client.connect(cid, providers_set="github,gitlab")
