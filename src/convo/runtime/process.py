@@ -1,0 +1,129 @@
+"""The unconfined sandbox: a persistent bash running directly on the host.
+
+For machines where bubblewrap cannot run. Nothing stops the agent from reading or writing
+outside its workspace through the shell; what it does get is a clean environment (never
+the server's own, which may hold secrets), a workspace as its home and start directory,
+and a process group that ``close()`` kills as a whole. A process that calls ``setsid``
+itself leaves the group and survives ``close()``; only the bubblewrap sandbox (a PID
+namespace) catches those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+
+from convo.errors import PathOutsideWorkspace, SandboxError
+from convo.runtime.base import CommandResult, SandboxSpec
+from convo.runtime.shell import BashSession
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def clean_env(home: str, extra: Mapping[str, str], path: str = DEFAULT_PATH) -> dict[str, str]:
+    """The shell's whole environment: a fixed minimum plus ``extra`` (never the server's)."""
+    env = {
+        "PATH": path,
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "TERM": "dumb",
+        "PS1": "",
+        "PS2": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key, value in extra.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise SandboxError(f"Invalid environment variable name or value: {key!r}")
+        env[key] = value
+    return env
+
+
+def resolve_inside(root: Path, path: str) -> Path:
+    """``path`` (absolute, or relative to ``root``) with symlinks resolved; must stay in
+    ``root`` (itself already resolved)."""
+    try:
+        candidate = Path(path)
+        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, symlink loops
+        raise PathOutsideWorkspace(f"Invalid path {path!r}: {exc}") from exc
+    if not resolved.is_relative_to(root):
+        raise PathOutsideWorkspace(f"{path} is outside the workspace {root}")
+    return resolved
+
+
+class ProcessSandbox:
+    """One conversation's workspace and shell, without confinement."""
+
+    def __init__(
+        self, spec: SandboxSpec, *, bash: str = "bash", kill_grace_seconds: float = 1.0
+    ) -> None:
+        self._spec = spec
+        self._bash = bash
+        self._grace = kill_grace_seconds
+        self._root = spec.workspace.expanduser().absolute()
+        self._session: BashSession | None = None
+        self._closed = False
+
+    @property
+    def workspace_path(self) -> str:
+        return str(self._root)
+
+    @property
+    def shell_pid(self) -> int | None:
+        """The shell's pid (it leads its own process group), while it runs."""
+        return self._session.pid if self._session else None
+
+    async def start(self) -> None:
+        if self._closed:
+            raise SandboxError("The sandbox is closed")
+        if self._session is not None:
+            return
+        try:
+            await asyncio.to_thread(self._root.mkdir, parents=True, exist_ok=True)
+            self._root = await asyncio.to_thread(self._root.resolve, True)
+        except OSError as exc:
+            raise SandboxError(f"Cannot create the workspace {self._root}: {exc}") from exc
+        session = BashSession(
+            [self._bash, "--noprofile", "--norc"],
+            cwd=self._root,
+            env=clean_env(str(self._root), self._spec.env),
+            start_dir=str(self._root),
+            default_timeout=self._spec.command_timeout_seconds,
+            max_output_chars=self._spec.max_output_chars,
+            kill_grace_seconds=self._grace,
+        )
+        await session.start()
+        self._session = session
+
+    async def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the Sandbox protocol's signature
+        is_input: bool = False,
+    ) -> CommandResult:
+        if self._session is None:
+            raise SandboxError("The sandbox has not been started")
+        return await self._session.run(command, timeout=timeout, is_input=is_input)
+
+    def host_path(self, path: str) -> Path:
+        return resolve_inside(self._root, path)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+
+
+class ProcessSandboxFactory:
+    """Creates unconfined sandboxes (runtime ``process``)."""
+
+    name = "process"
+
+    def __init__(self, *, bash: str = "bash", kill_grace_seconds: float = 1.0) -> None:
+        self._bash = bash
+        self._grace = kill_grace_seconds
+
+    def create(self, spec: SandboxSpec) -> ProcessSandbox:
+        return ProcessSandbox(spec, bash=self._bash, kill_grace_seconds=self._grace)

@@ -1,0 +1,396 @@
+"""The persistent-bash protocol shared by the process and bubblewrap sandboxes.
+
+A non-interactive ``bash`` reads commands from a pipe; stdout and stderr come back merged.
+Each command is one line, ``builtin source <(builtin printf %s '<command>')`` followed by a
+``printf`` of a per-command marker (written in two pieces so it never appears verbatim in
+the input) that carries the exit code and ``$PWD``. Bash parses the whole line before it
+runs it, so a command that reads stdin gets only what ``is_input`` sends. ``source`` runs
+the command in the shell itself (``cd``, ``export``, ``declare`` persist) and lets the
+SIGINT trap's ``return 130`` abandon the rest of it, loops included, like Ctrl-C does on
+an interactive command line.
+
+On timeout, a command blocked reading the shell's stdin (a prompt) is left running for
+``is_input`` to answer; anything else gets SIGINT on the whole process group. If the
+marker does not come back within a couple of seconds (a loop inside a shell function, a
+program that ignores SIGINT), the shell is killed and restarted in the last known
+directory, and the result says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import platform
+import re
+import signal
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from convo.errors import SandboxError
+from convo.runtime.base import CommandResult
+
+logger = logging.getLogger(__name__)
+
+_INIT = "trap 'return 130 2>/dev/null' INT\n"  # Ctrl-C abandons the command, not the shell
+_RECOVER_SECONDS = 2.0
+_START_SECONDS = 15.0
+
+
+# --- output capture --------------------------------------------------------------------
+def _char_start(buf: bytearray, index: int) -> int:
+    while 0 < index < len(buf) and buf[index] & 0xC0 == 0x80:  # UTF-8 continuation byte
+        index -= 1
+    return index
+
+
+def clip_middle(head: str, dropped: int, body: str, limit: int) -> str:
+    """``head + <dropped chars> + body``, cut in the middle to ``limit`` characters."""
+    if not dropped and len(body) <= limit:
+        return body
+    front_src, back_src = (head, body) if dropped else (body, body)
+    front = front_src[: limit // 2]
+    back = back_src[len(back_src) - (limit - len(front)) :] if limit > len(front) else ""
+    omitted = len(head) + dropped + len(body) - len(front) - len(back)
+    return f"{front}\n[... {omitted} characters of output omitted ...]\n{back}"
+
+
+class Marker(NamedTuple):
+    start: int
+    end: int
+    exit_code: int
+    cwd: str
+
+
+class OutputBuffer:
+    """What the shell printed, bounded: a head, a tail and a count of what fell between."""
+
+    def __init__(self, keep_bytes: int) -> None:
+        self.keep = keep_bytes
+        self.head = bytearray()
+        self.body = bytearray()
+        self.dropped = 0  # characters
+
+    def feed(self, data: bytes) -> None:
+        self.body += data
+        if len(self.body) <= 3 * self.keep:
+            return
+        if len(self.head) < self.keep:
+            cut = _char_start(self.body, self.keep - len(self.head))
+            self.head += self.body[:cut]
+            del self.body[:cut]
+        cut = _char_start(self.body, len(self.body) - self.keep)
+        self.dropped += len(self.body[:cut].decode("utf-8", "replace"))
+        del self.body[:cut]
+
+    def find_marker(self, token: bytes) -> Marker | None:
+        pattern = rb"\n__CONVO_" + re.escape(token) + rb"__ (-?\d+) ([^\n]*)\n"
+        found = re.search(pattern, self.body)
+        if found is None:
+            return None
+        cwd = found.group(2).decode("utf-8", "replace")
+        return Marker(found.start(), found.end(), int(found.group(1)), cwd)
+
+    def take(self, limit: int, end: int | None = None, consume: int | None = None) -> str:
+        """Text up to ``end`` (default: all), clipped to ``limit``; drop through ``consume``."""
+        end = len(self.body) if end is None else end
+        body = self.body[:end]
+        if body.endswith(b"\n"):
+            body = body[:-1]
+        head, rest = self.head.decode("utf-8", "replace"), body.decode("utf-8", "replace")
+        text = clip_middle(head, self.dropped, rest, limit)
+        del self.body[: end if consume is None else consume]
+        self.head.clear()
+        self.dropped = 0
+        return text
+
+
+# --- /proc ------------------------------------------------------------------------------
+_READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine())
+
+
+def pipe_id(stream: asyncio.StreamWriter) -> str:
+    """``pipe:[inode]``, as /proc/PID/fd/N shows the other end of our pipe."""
+    pipe = stream.get_extra_info("pipe")
+    return f"pipe:[{os.fstat(pipe.fileno()).st_ino}]" if pipe is not None else ""
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The group's processes, zombies left out."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry))
+    return pids
+
+
+def blocked_reading(pgid: int, stdin_id: str) -> bool:
+    """Whether a process of the group sits in read(0) on the pipe ``stdin_id``."""
+    if _READ_SYSCALL is None or not stdin_id:
+        return False
+    for pid in group_pids(pgid):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/0") != stdin_id:
+                continue
+            call = Path(f"/proc/{pid}/syscall").read_text().split()
+        except OSError:
+            continue
+        if len(call) > 1 and call[0] == str(_READ_SYSCALL) and int(call[1], 16) == 0:
+            return True
+    return False
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _marker_line(token: bytes, status: str) -> str:
+    return f"builtin printf '\\n%s%s %s %s\\n' __CONVO_ {token.decode()}__ {status} \"$PWD\"\n"
+
+
+def _with_note(text: str, note: str) -> str:
+    return f"{text}\n{note}" if text else note
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class BashSession:
+    """One persistent bash behind ``argv``; commands run one at a time."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        start_dir: str,
+        default_timeout: float,
+        max_output_chars: int,
+        kill_grace_seconds: float = 1.0,
+        init_script: str = "",
+    ) -> None:
+        self._argv = list(argv)
+        self._cwd_host = cwd
+        self._env = dict(env)
+        self._dir = start_dir  # last known working directory, as the shell sees it
+        self._default_timeout = default_timeout
+        self._max_chars = max_output_chars
+        self._grace = kill_grace_seconds
+        self._init = _INIT + init_script
+        self._lock = asyncio.Lock()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._out = OutputBuffer(max(2 * max_output_chars, 16_384))
+        self._data = asyncio.Event()
+        self._eof = False
+        self._stdin_id = ""
+        self._pending: bytes | None = None  # token of a command still running
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self) -> None:
+        async with self._lock:
+            await self._launch()
+
+    async def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the Sandbox protocol's signature
+        is_input: bool = False,
+    ) -> CommandResult:
+        async with self._lock:
+            if self._closed:
+                raise SandboxError("The sandbox is closed")
+            if self._proc is None:
+                await self._launch()
+            limit = self._default_timeout if timeout is None else timeout
+            if is_input:
+                if self._pending is None:
+                    return self._result(
+                        "ERROR: No command is running, so there is nothing to send input to.", 1
+                    )
+                if await self._send_input(command):
+                    result = await self._collect(limit)
+                    return dataclasses.replace(result, exit_code=-1)
+            elif self._pending is not None:
+                return self._result(
+                    "ERROR: The previous command is still running and was NOT replaced. "
+                    "Send it input with is_input=true, or send C-c (is_input=true) to stop it.",
+                    1,
+                )
+            else:
+                self._pending = uuid.uuid4().hex.encode()
+                line = f"builtin source <(builtin printf %s {_quote(command)}); "
+                await self._write((line + _marker_line(self._pending, '"$?"')).encode())
+            return await self._collect(limit)
+
+    async def close(self) -> None:
+        """Kill the shell's process group (SIGTERM, then SIGKILL). Idempotent."""
+        self._closed = True
+        await self._kill()
+
+    # --- internals -------------------------------------------------------------------
+    async def _launch(self) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=self._cwd_host,
+                env=self._env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"Cannot start the shell {self._argv[0]!r}: {exc}") from exc
+        assert proc.stdin is not None and proc.stdout is not None
+        self._proc, self._eof, self._pending = proc, False, None
+        self._out = OutputBuffer(self._out.keep)
+        self._reader = asyncio.create_task(self._read(proc.stdout), name=f"shell-{proc.pid}")
+        self._stdin_id = pipe_id(proc.stdin)
+        token = uuid.uuid4().hex.encode()
+        cd = f"cd -- {_quote(self._dir)} 2>/dev/null\n"
+        await self._write((self._init + cd + _marker_line(token, "0")).encode())
+        loop = asyncio.get_running_loop()
+        match = await self._wait_marker(token, loop.time() + _START_SECONDS)
+        if match is None:
+            text = self._out.take(self._max_chars)
+            await self._kill()
+            raise SandboxError(f"The shell did not start: {text.strip() or 'no output'}")
+        self._out.take(self._max_chars, match.end)
+        self._dir = match.cwd
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        try:
+            while chunk := await stream.read(65_536):
+                self._out.feed(chunk)
+                self._data.set()
+        finally:
+            self._eof = True
+            self._data.set()
+
+    async def _write(self, data: bytes) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            logger.debug("shell %s closed its stdin", proc.pid)
+
+    async def _send_input(self, text: str) -> bool:
+        """Write ``text`` (a line) to the running command, or signal it; True if signalled."""
+        keys = {"C-c": signal.SIGINT, "C-z": signal.SIGTSTP, "C-\\": signal.SIGQUIT}
+        if text.strip() in keys:
+            self._signal(keys[text.strip()])
+            return True
+        if text:
+            await self._write(text.encode() + (b"" if text.endswith("\n") else b"\n"))
+        return False
+
+    def _signal(self, sig: int) -> None:
+        if self._proc is not None:
+            _killpg(self._proc.pid, sig)
+
+    async def _wait_marker(self, token: bytes, deadline: float) -> Marker | None:
+        loop = asyncio.get_running_loop()
+        while True:
+            match = self._out.find_marker(token)
+            if match is not None or self._eof:
+                return match
+            self._data.clear()
+            if loop.time() >= deadline:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._data.wait(), deadline - loop.time())
+
+    def _result(self, output: str, exit_code: int, *, timed_out: bool = False) -> CommandResult:
+        return CommandResult(output, exit_code, self._dir, timed_out)
+
+    def _finish(self, match: Marker, note: str = "") -> CommandResult:
+        text = self._out.take(self._max_chars, match.start, match.end)
+        self._pending = None
+        self._dir = match.cwd
+        if note:
+            return self._result(_with_note(text, note), -1, timed_out=True)
+        return self._result(text, match.exit_code)
+
+    async def _collect(self, seconds: float) -> CommandResult:
+        token = self._pending
+        assert token is not None
+        loop = asyncio.get_running_loop()
+        match = await self._wait_marker(token, loop.time() + seconds)
+        if match is not None:
+            return self._finish(match)
+        if self._eof:
+            return await self._after_exit()
+        if await asyncio.to_thread(self._blocked_on_input):
+            text = self._out.take(self._max_chars)
+            note = (
+                f"[The command produced no new output for {seconds:g} seconds and is waiting "
+                "for input. Send the input with is_input=true, or send C-c to interrupt it.]"
+            )
+            return self._result(_with_note(text, note), -1, timed_out=True)
+        self._signal(signal.SIGINT)
+        match = await self._wait_marker(token, loop.time() + _RECOVER_SECONDS)
+        if match is not None:
+            return self._finish(
+                match, f"[Command timed out after {seconds:g} seconds and was interrupted (C-c).]"
+            )
+        if self._eof:
+            return await self._after_exit()
+        reason = f"Command timed out after {seconds:g} seconds and did not stop after C-c"
+        return await self._restart(reason, timed_out=True)
+
+    async def _after_exit(self) -> CommandResult:
+        code = await self._proc.wait() if self._proc is not None else -1
+        reason = f"The shell exited with code {code} (for example `exit` or `set -e`)"
+        return await self._restart(reason, timed_out=False)
+
+    async def _restart(self, reason: str, *, timed_out: bool) -> CommandResult:
+        text = self._out.take(self._max_chars)
+        await self._kill()
+        await self._launch()
+        note = f"[{reason}; a new shell was started in {self._dir}. Exported variables were lost.]"
+        return self._result(_with_note(text, note), -1, timed_out=timed_out)
+
+    def _blocked_on_input(self) -> bool:
+        return self._proc is not None and blocked_reading(self._proc.pid, self._stdin_id)
+
+    async def _kill(self) -> None:
+        proc, reader = self._proc, self._reader
+        if proc is None:
+            return
+        self._proc, self._reader, self._pending = None, None, None
+        _killpg(proc.pid, signal.SIGTERM)
+        if proc.stdin is not None:
+            proc.stdin.close()
+        for _ in range(max(1, int(self._grace / 0.05))):
+            if not await asyncio.to_thread(group_pids, proc.pid):
+                break
+            await asyncio.sleep(0.05)
+        _killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        if reader is not None:
+            try:
+                await asyncio.wait_for(reader, self._grace + 1.0)
+            except TimeoutError:
+                logger.warning("shell %s: output pipe still open after kill", proc.pid)
