@@ -31,8 +31,16 @@ async def test_get_patch_delete(server_factory: ServeFactory) -> None:
         assert info["url"] == f"/api/conversations/{cid}"
         assert info["trigger"] == "gui"
         assert info["pr_number"] == []
-        for key in ("last_updated_at", "runtime_status", "selected_repository", "selected_branch",
-                    "git_provider", "num_connections", "session_api_key", "created_at"):
+        for key in (
+            "last_updated_at",
+            "runtime_status",
+            "selected_repository",
+            "selected_branch",
+            "git_provider",
+            "num_connections",
+            "session_api_key",
+            "created_at",
+        ):
             assert key in info
 
         assert (await server.client.get("/api/conversations/0123abcd")).json() is None
@@ -42,8 +50,9 @@ async def test_get_patch_delete(server_factory: ServeFactory) -> None:
         assert (await server.client.get(f"/api/conversations/{cid}")).json()["title"] == "New"
         missing = await server.client.patch("/api/conversations/nope", json={"title": "x"})
         assert missing.status_code == 404
-        assert (await server.client.patch(f"/api/conversations/{cid}",
-                                          json={"title": ""})).status_code == 422
+        assert (
+            await server.client.patch(f"/api/conversations/{cid}", json={"title": ""})
+        ).status_code == 422
 
         workspace = server.manager.workspace_path(cid)
         await wait_for(workspace.exists)
@@ -59,23 +68,36 @@ async def test_list_pages_are_full_and_filtered(server_factory: ServeFactory) ->
         ids = []
         for i in range(5):
             body = {"repository": "acme/app" if i % 2 == 0 else "acme/lib"}
-            ids.append((await server.client.post("/api/conversations", json=body)).json()[
-                "conversation_id"])
+            ids.append(
+                (await server.client.post("/api/conversations", json=body)).json()[
+                    "conversation_id"
+                ]
+            )
         page1 = (await server.client.get("/api/conversations", params={"limit": 2})).json()
         assert [r["conversation_id"] for r in page1["results"]] == ids[::-1][:2]
-        page2 = (await server.client.get("/api/conversations", params={
-            "limit": 2, "page_id": page1["next_page_id"]})).json()
-        page3 = (await server.client.get("/api/conversations", params={
-            "limit": 2, "page_id": page2["next_page_id"]})).json()
+        page2 = (
+            await server.client.get(
+                "/api/conversations", params={"limit": 2, "page_id": page1["next_page_id"]}
+            )
+        ).json()
+        page3 = (
+            await server.client.get(
+                "/api/conversations", params={"limit": 2, "page_id": page2["next_page_id"]}
+            )
+        ).json()
         assert len(page2["results"]) == 2 and len(page3["results"]) == 1
         assert page3["next_page_id"] is None
 
-        filtered = (await server.client.get("/api/conversations", params={
-            "limit": 2, "selected_repository": "acme/app"})).json()
+        filtered = (
+            await server.client.get(
+                "/api/conversations", params={"limit": 2, "selected_repository": "acme/app"}
+            )
+        ).json()
         assert len(filtered["results"]) == 2  # filters apply before paging: the page is full
         assert {r["selected_repository"] for r in filtered["results"]} == {"acme/app"}
-        none = (await server.client.get("/api/conversations", params={
-            "conversation_trigger": "slack"})).json()
+        none = (
+            await server.client.get("/api/conversations", params={"conversation_trigger": "slack"})
+        ).json()
         assert none == {"results": [], "next_page_id": None}
 
 
@@ -83,14 +105,14 @@ async def test_events_paging_and_user_messages(server_factory: ServeFactory) -> 
     llm = ScriptedLLM([text_response("Hello! What shall I do?")])
     overrides = Overrides(llm_factory=lambda _config: llm)
     async with server_factory(overrides) as server:
-        cid = (await server.client.post("/api/conversations", json={
-            "initial_user_msg": "hi there"})).json()["conversation_id"]
+        cid = (
+            await server.client.post("/api/conversations", json={"initial_user_msg": "hi there"})
+        ).json()["conversation_id"]
         url = f"/api/conversations/{cid}/events"
 
         async def answered() -> bool:
             events = (await server.client.get(url, params={"limit": 100})).json()["events"]
-            return any(e.get("source") == "agent" and e.get("action") == "message"
-                       for e in events)
+            return any(e.get("source") == "agent" and e.get("action") == "message" for e in events)
 
         await wait_for(answered)
         events = (await server.client.get(url, params={"limit": 100})).json()["events"]
@@ -109,8 +131,9 @@ async def test_events_paging_and_user_messages(server_factory: ServeFactory) -> 
         assert (await server.client.get("/api/conversations/nope/events")).status_code == 404
 
         llm.add(text_response("Second answer"))
-        sent = await server.client.post(url, json={"action": "message",
-                                                   "args": {"content": "again"}})
+        sent = await server.client.post(
+            url, json={"action": "message", "args": {"content": "again"}}
+        )
         assert sent.status_code == 200 and sent.json()["success"] is True
 
         async def second() -> bool:
@@ -127,23 +150,33 @@ async def test_settings_never_return_the_key(server_factory: ServeFactory) -> No
         view = (await server.client.get("/api/settings")).json()
         assert view["llm_model"] == "openai/scripted"  # the server default
         assert view["llm_api_key_set"] is False and view["llm_api_key"] is None
-        stored = await server.client.post("/api/settings", json={
-            "llm_model": "openai/other", "llm_api_key": "sk-secret", "max_iterations": 7})
+        stored = await server.client.post(
+            "/api/settings",
+            json={"llm_model": "openai/other", "llm_api_key": "sk-secret", "max_iterations": 7},
+        )
         assert stored.status_code == 200
         view = (await server.client.get("/api/settings")).json()
         assert view["llm_model"] == "openai/other" and view["max_iterations"] == 7
         assert view["llm_api_key_set"] is True
         assert "sk-secret" not in (await server.client.get("/api/settings")).text
-        assert (await server.client.post("/api/settings",
-                                         json={"max_iterations": 0})).status_code == 422
+        assert (
+            await server.client.post("/api/settings", json={"max_iterations": 0})
+        ).status_code == 422
 
-        providers = await server.client.post("/api/add-git-providers", json={
-            "provider_tokens": {"github": {"token": "ghp_x"},
-                                "gitlab": {"token": "glpat", "host": "git.example.test"}}})
+        providers = await server.client.post(
+            "/api/add-git-providers",
+            json={
+                "provider_tokens": {
+                    "github": {"token": "ghp_x"},
+                    "gitlab": {"token": "glpat", "host": "git.example.test"},
+                }
+            },
+        )
         assert providers.status_code == 200
         view = (await server.client.get("/api/settings")).json()
         assert view["provider_tokens_set"] == {"github": None, "gitlab": "git.example.test"}
         assert "ghp_x" not in str(view)
-        bad = await server.client.post("/api/add-git-providers",
-                                       json={"provider_tokens": {"svn": {"token": "t"}}})
+        bad = await server.client.post(
+            "/api/add-git-providers", json={"provider_tokens": {"svn": {"token": "t"}}}
+        )
         assert bad.status_code == 422

@@ -11,8 +11,11 @@ from tests.api.conftest import ServeFactory, wait_for
 async def _events(client: Any, cid: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     while True:
-        page = (await client.get(f"/api/conversations/{cid}/events",
-                                 params={"start_id": len(events), "limit": 100})).json()
+        page = (
+            await client.get(
+                f"/api/conversations/{cid}/events", params={"start_id": len(events), "limit": 100}
+            )
+        ).json()
         events.extend(page["events"])
         if not page["has_more"]:
             return events
@@ -23,22 +26,30 @@ async def test_agent_runs_a_command_edits_a_file_and_finishes(
 ) -> None:
     script = [
         tool_call("execute_bash", {"command": "echo hello > greet.txt && cat greet.txt"}),
-        tool_call("str_replace_editor", {"command": "create", "path": "notes.txt",
-                                         "file_text": "alpha\nsecond line\n"}),
-        tool_call("str_replace_editor", {"command": "str_replace", "path": "notes.txt",
-                                         "old_str": "alpha", "new_str": "beta"}),
+        tool_call(
+            "str_replace_editor",
+            {"command": "create", "path": "notes.txt", "file_text": "alpha\nsecond line\n"},
+        ),
+        tool_call(
+            "str_replace_editor",
+            {"command": "str_replace", "path": "notes.txt", "old_str": "alpha", "new_str": "beta"},
+        ),
         tool_call("finish", {"message": "All done."}),
     ]
-    async with ScriptedLLMServer(script, api_key="right-key") as llm, server_factory(
-        llm_base_url=llm.base_url, llm_api_key="right-key"
-    ) as server:
-        created = await server.client.post("/api/conversations", json={
-            "initial_user_msg": "Greet, then write notes."})
+    async with (
+        ScriptedLLMServer(script, api_key="right-key") as llm,
+        server_factory(llm_base_url=llm.base_url, llm_api_key="right-key") as server,
+    ):
+        created = await server.client.post(
+            "/api/conversations", json={"initial_user_msg": "Greet, then write notes."}
+        )
         cid = created.json()["conversation_id"]
 
         async def finished() -> bool:
-            return any(e.get("extras", {}).get("agent_state") == "finished"
-                       for e in await _events(server.client, cid))
+            return any(
+                e.get("extras", {}).get("agent_state") == "finished"
+                for e in await _events(server.client, cid)
+            )
 
         await wait_for(finished, timeout=30)
         workspace = server.manager.workspace_path(cid)
@@ -52,13 +63,19 @@ async def test_agent_runs_a_command_edits_a_file_and_finishes(
         steps = [k for k in kinds if k[1] != "agent_state_changed"]
         assert steps == [
             ("user", "message"),
-            ("agent", "run"), ("agent", "run"),
-            ("agent", "edit"), ("agent", "edit"),
-            ("agent", "edit"), ("agent", "edit"),
+            ("agent", "run"),
+            ("agent", "run"),
+            ("agent", "edit"),
+            ("agent", "edit"),
+            ("agent", "edit"),
+            ("agent", "edit"),
             ("agent", "finish"),
         ]
-        states = [e["extras"]["agent_state"] for e in events
-                  if e.get("observation") == "agent_state_changed"]
+        states = [
+            e["extras"]["agent_state"]
+            for e in events
+            if e.get("observation") == "agent_state_changed"
+        ]
         assert states[0] == "loading" and states[-1] == "finished" and "running" in states
 
         run_action = next(e for e in events if e.get("action") == "run")
@@ -76,22 +93,31 @@ async def test_agent_runs_a_command_edits_a_file_and_finishes(
         # the LLM saw the tool results of each step
         assert len(llm.requests) == 4
         last_messages = llm.requests[-1]["messages"]
-        assert any(m.get("role") == "tool" and "hello" in str(m.get("content"))
-                   for m in last_messages)
+        assert any(
+            m.get("role") == "tool" and "hello" in str(m.get("content")) for m in last_messages
+        )
         assert {t["function"]["name"] for t in llm.requests[0]["tools"]} >= {
-            "execute_bash", "str_replace_editor", "think", "finish"}
+            "execute_bash",
+            "str_replace_editor",
+            "think",
+            "finish",
+        }
 
 
 async def test_a_bad_llm_key_becomes_an_error_event(server_factory: ServeFactory) -> None:
-    async with ScriptedLLMServer([], api_key="right-key") as llm, server_factory(
-        llm_base_url=llm.base_url, llm_api_key="wrong-key"
-    ) as server:
-        cid = (await server.client.post("/api/conversations", json={
-            "initial_user_msg": "hello"})).json()["conversation_id"]
+    async with (
+        ScriptedLLMServer([], api_key="right-key") as llm,
+        server_factory(llm_base_url=llm.base_url, llm_api_key="wrong-key") as server,
+    ):
+        cid = (
+            await server.client.post("/api/conversations", json={"initial_user_msg": "hello"})
+        ).json()["conversation_id"]
 
         async def errored() -> bool:
-            return any(e.get("extras", {}).get("agent_state") == "error"
-                       for e in await _events(server.client, cid))
+            return any(
+                e.get("extras", {}).get("agent_state") == "error"
+                for e in await _events(server.client, cid)
+            )
 
         await wait_for(errored, timeout=30)
         events = await _events(server.client, cid)
@@ -106,11 +132,11 @@ async def test_an_unreachable_llm_becomes_an_error_event(server_factory: ServeFa
     async with ScriptedLLMServer([http_error(503)]) as llm:
         dead_url = llm.base_url
     async with server_factory(llm_base_url=dead_url, llm_num_retries=0) as server:
-        cid = (await server.client.post("/api/conversations", json={
-            "initial_user_msg": "hello"})).json()["conversation_id"]
+        cid = (
+            await server.client.post("/api/conversations", json={"initial_user_msg": "hello"})
+        ).json()["conversation_id"]
 
         async def errored() -> bool:
-            return any(e.get("observation") == "error"
-                       for e in await _events(server.client, cid))
+            return any(e.get("observation") == "error" for e in await _events(server.client, cid))
 
         await wait_for(errored, timeout=30)

@@ -40,6 +40,7 @@ async def test_start_returns_ok_then_running_and_starts_nothing_more(
     factory = CountingFactory()
     async with server_factory(Overrides(sandbox_factory=factory)) as server:
         cid = await _create(server.client)
+        await wait_for(lambda: server.manager.status(cid).value == "RUNNING")
         await server.client.post(f"/api/conversations/{cid}/stop")
         response = await server.client.post(f"/api/conversations/{cid}/start", json={})
         assert response.status_code == 200
@@ -57,7 +58,7 @@ async def test_start_returns_ok_then_running_and_starts_nothing_more(
             return bool(r.json()["conversation_status"] == "RUNNING")
 
         await wait_for(running)
-        assert factory.created == [cid, cid]  # one at create, one at the explicit start
+        assert factory.created == [cid, cid]  # the loop made at create, then the restart
 
 
 async def test_fifty_concurrent_starts_make_exactly_one_loop(server_factory: ServeFactory) -> None:
@@ -71,10 +72,12 @@ async def test_fifty_concurrent_starts_make_exactly_one_loop(server_factory: Ser
         )
         assert {r.status_code for r in responses} == {200}
         assert {r.json()["conversation_status"] for r in responses} <= {"STARTING", "RUNNING"}
+        await wait_for(lambda: server.manager.status(cid).value == "RUNNING")
         assert factory.created == [cid]
         assert server.manager.running_ids() == [cid]
-        events = (await server.client.get(f"/api/conversations/{cid}/events",
-                                           params={"limit": 100})).json()["events"]
+        events = (
+            await server.client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
+        ).json()["events"]
         loading = [e for e in events if e.get("extras", {}).get("agent_state") == "loading"]
         assert len(loading) == 2  # create's loop and the one restart
 
@@ -94,8 +97,9 @@ async def test_bad_bodies_are_422_validation_errors(server_factory: ServeFactory
         url = f"/api/conversations/{cid}/start"
         cases = [
             await server.client.post(url, json={"providers_set": ["sourceforge"]}),
-            await server.client.post(url, content=b"{not json",
-                                     headers={"content-type": "application/json"}),
+            await server.client.post(
+                url, content=b"{not json", headers={"content-type": "application/json"}
+            ),
             await server.client.post(url),
             await server.client.post(url, json={"providers_set": "github"}),
         ]
@@ -110,8 +114,10 @@ async def test_accepts_every_provider_and_null(server_factory: ServeFactory) -> 
     async with server_factory() as server:
         cid = await _create(server.client)
         url = f"/api/conversations/{cid}/start"
-        for body in ({"providers_set": None},
-                     {"providers_set": ["github", "gitlab", "bitbucket", "enterprise_sso"]}):
+        for body in (
+            {"providers_set": None},
+            {"providers_set": ["github", "gitlab", "bitbucket", "enterprise_sso"]},
+        ):
             response = await server.client.post(url, json=body)
             assert response.status_code == 200
             assert response.json()["status"] == "ok"
@@ -123,8 +129,12 @@ async def test_unsafe_ids_are_refused_before_storage(server_factory: ServeFactor
             response = await server.client.post(f"/api/conversations/{bad}/start", json={})
             assert response.status_code in (404, 422), (bad, response.status_code)
             assert response.status_code != 200
-        assert not (server.app.state.settings.workspaces_dir() / "..").resolve().joinpath(
-            "etc").exists()
+        assert (
+            not (server.app.state.settings.workspaces_dir() / "..")
+            .resolve()
+            .joinpath("etc")
+            .exists()
+        )
 
 
 class FailingSecretsStorage(MemoryStorage):

@@ -200,7 +200,7 @@ class ConversationManager:
                 await self._storage.settings.load_secrets(metadata.user_id),
                 providers_set,
             )
-            running = RunningConversation(conversation_id, metadata.user_id, config)
+            running = RunningConversation(metadata, config)
             self._running[conversation_id] = running
             running.task = asyncio.create_task(
                 run_conversation(running, self._deps), name=f"conversation:{conversation_id}"

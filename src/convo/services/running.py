@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convo.agent.controller import Agent, AgentConfig
-from convo.domain.conversation import AgentState, ConversationStatus
+from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
 from convo.domain.events import Event, agent_state_changed, error_observation
 from convo.errors import LLMNotConfigured
 from convo.llm.base import LLMClient, LLMClientFactory, LLMResponse
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
 from convo.services.event_log import EventLog, status_update
 from convo.services.user_config import ConversationConfig
+from convo.services.workspace_setup import prepare_workspace
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ class UnconfiguredLLM:
 
 @dataclass
 class RunningConversation:
-    conversation_id: str
-    user_id: str | None
+    metadata: ConversationMetadata
     config: ConversationConfig
     status: ConversationStatus = ConversationStatus.STARTING
     inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
@@ -52,6 +52,14 @@ class RunningConversation:
     agent: Agent | None = None
     last_active: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.metadata.conversation_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.metadata.user_id
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -106,6 +114,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         )
         conversation.sandbox = sandbox
         await sandbox.start()
+        instructions = await prepare_workspace(conversation.metadata, sandbox, emit)
         llm: LLMClient = (
             deps.llm_factory(conversation.config.llm)
             if conversation.config.llm is not None
@@ -120,6 +129,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 max_iterations=conversation.config.max_iterations,
                 max_budget_per_task=conversation.config.max_budget_per_task,
                 command_timeout_seconds=deps.command_timeout_seconds,
+                extra_instructions=instructions,
             ),
             history=history,
         )

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 
 from alembic.util import CommandError
 from sqlalchemy import Table, delete, func, insert, select, update
@@ -56,10 +57,32 @@ def translate_errors(action: str) -> Iterator[None]:
         raise StorageError(f"{action} failed: {exc!r}") from exc
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def completes_when_cancelled(
+    method: Callable[_P, Coroutine[Any, Any, _T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """A write, once begun, runs to its end even if the caller is cancelled.
+
+    Cancelling a task in the middle of a transaction would leave it open on its connection
+    (on SQLite, holding the write lock until the busy timeout fails every other writer). The
+    caller still sees its CancelledError; the write commits or rolls back in the background.
+    """
+
+    @wraps(method)
+    async def shielded(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await asyncio.shield(method(*args, **kwargs))
+
+    return shielded
+
+
 class SqlConversationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @completes_when_cancelled
     async def create(self, metadata: ConversationMetadata) -> None:
         with translate_errors(f"Creating conversation {metadata.conversation_id}"):
             async with self._engine.begin() as conn:
@@ -78,6 +101,7 @@ class SqlConversationStore:
             raise RecordNotFound(f"Conversation {conversation_id} not found")
         return codec.metadata_from_row(row)
 
+    @completes_when_cancelled
     async def save(self, metadata: ConversationMetadata) -> None:
         row = codec.metadata_to_row(metadata)
         await self._update(metadata.conversation_id, row, "Saving")
@@ -85,6 +109,7 @@ class SqlConversationStore:
     async def update_fields(self, conversation_id: str, **fields: object) -> None:
         await self._update(conversation_id, codec.update_values(fields), "Updating")
 
+    @completes_when_cancelled
     async def _update(self, conversation_id: str, values: dict[str, Any], verb: str) -> None:
         key = conversations.c.conversation_id
         with translate_errors(f"{verb} conversation {conversation_id}"):
@@ -98,6 +123,7 @@ class SqlConversationStore:
         if not found:
             raise RecordNotFound(f"Conversation {conversation_id} not found")
 
+    @completes_when_cancelled
     async def delete(self, conversation_id: str) -> bool:
         with translate_errors(f"Deleting conversation {conversation_id}"):
             async with self._engine.begin() as conn:
@@ -178,6 +204,7 @@ class SqlEventStore:
             self._locks[conversation_id] = lock
         return lock
 
+    @completes_when_cancelled
     async def append(self, conversation_id: str, event: Event) -> Event:
         if not self._serialize:
             return await self._append(conversation_id, event)
@@ -269,6 +296,7 @@ class SqlSettingsStore:
                 data: Mapping[str, Any] | None = (await conn.execute(stmt)).scalar_one_or_none()
         return data
 
+    @completes_when_cancelled
     async def _save(self, table: Table, user_id: str | None, data: dict[str, Any]) -> None:
         values = {"user_id": codec.user_key(user_id), "data": data, "updated_at": utcnow()}
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
