@@ -70,6 +70,7 @@ class AgentConfig:
     max_budget_per_task: float | None = None
     command_timeout_seconds: float = 120.0
     extra_instructions: str | None = None
+    confirmation_mode: bool = False  # shell and edit actions wait for the user's confirmation
 
 
 class Agent:

@@ -130,6 +130,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 max_budget_per_task=conversation.config.max_budget_per_task,
                 command_timeout_seconds=deps.command_timeout_seconds,
                 extra_instructions=instructions,
+                confirmation_mode=conversation.config.confirmation_mode,
             ),
             history=history,
         )
