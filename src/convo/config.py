@@ -47,7 +47,29 @@ class Settings(BaseSettings):
     idle_close_seconds: float = Field(
         default=3600.0, ge=0, description="Close a loop idle this long with nobody listening."
     )
-    reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    reconcile_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often stored state (which conversations should run) is reconciled "
+        "with the loops that run, idle loops are closed and metadata is flushed.",
+    )
+    on_restart: Literal["resume", "stop"] = Field(
+        default="resume",
+        description="Conversations that were running when the server stopped or crashed: "
+        "resume them on start-up, or mark them stopped with an event saying why.",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="On SIGTERM/SIGINT: the whole time the server takes to exit. Running "
+        "commands get up to half of it to finish before their loops are stopped.",
+    )
+    metadata_flush_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Write a running conversation's last-updated time, cost and token counts "
+        "at most this often (and at every agent state change and stop).",
+    )
 
     # runtime
     runtime: Literal["auto", "sandbox", "process"] = Field(
