@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import typer
 
@@ -18,21 +19,34 @@ def serve(
     port: int = typer.Option(3000, help="Port to listen on."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
-    """Run the HTTP server."""
+    """Run the HTTP server. SIGTERM or SIGINT shut it down gracefully within
+    CONVO_SHUTDOWN_GRACE_SECONDS; its running conversations resume on the next start."""
     import uvicorn
 
-    from convo.api.app import create_asgi_app
+    from convo.api.app import begin_shutdown, create_asgi_app, fastapi_app
     from convo.log_config import configure_logging
 
     configure_logging(log_level)
     settings = Settings()
-    uvicorn.run(
-        create_asgi_app(settings),
+    asgi_app = create_asgi_app(settings)
+    fastapi = fastapi_app(asgi_app)
+
+    class GracefulServer(uvicorn.Server):
+        """Begins the app's shutdown as the signal arrives, alongside uvicorn's own
+        connection draining rather than after it."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            begin_shutdown(fastapi)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        asgi_app,
         host=host,
         port=port,
         log_level=log_level,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
+    GracefulServer(config).run()
 
 
 @app.command()

@@ -1,10 +1,18 @@
 """create_app(settings): wires storage, bus, runtime and LLM into the conversation manager.
 
 ``create_asgi_app`` serves the same app with Socket.IO at ``/socket.io/`` in front of it.
+
+Start-up: the manager kills what a killed predecessor left behind and resumes (or marks
+stopped) the conversations that were running, before the first request is served.
+Shutdown (``begin_shutdown``, called by ``convo serve`` as soon as SIGTERM/SIGINT arrives,
+else by the lifespan): new starts are refused (503), running commands get part of the grace
+period, every loop stops (its conversation resumes on the next start), then live streams
+and sockets are closed so that the HTTP server's connections drain, then the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -91,14 +99,17 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         app.state.bus = bus
         app.state.sandbox_factory = sandbox_factory
         app.state.manager = manager
-        async with manager:
-            logger.info("convo %s ready (runtime %s)", __version__, sandbox_factory.name)
-            try:
-                yield
-            finally:
-                await app.state.socket_server.aclose()
-        await bus.aclose()
-        await storage.aclose()
+        app.state.shutdown_task = None
+        try:
+            async with manager:
+                logger.info("convo %s ready (runtime %s)", __version__, sandbox_factory.name)
+                try:
+                    yield
+                finally:
+                    await begin_shutdown(app)
+        finally:
+            await bus.aclose()
+            await storage.aclose()
 
     app = FastAPI(title="convo", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -121,6 +132,23 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     ):
         app.include_router(router, dependencies=auth)
     return app
+
+
+def begin_shutdown(app: FastAPI) -> asyncio.Task[None]:
+    """Start the graceful shutdown (idempotent; the task is owned by ``app.state``)."""
+    task: asyncio.Task[None] | None = getattr(app.state, "shutdown_task", None)
+    if task is None:
+        task = asyncio.create_task(_shutdown(app), name="app:shutdown")
+        app.state.shutdown_task = task
+    return task
+
+
+async def _shutdown(app: FastAPI) -> None:
+    try:
+        await app.state.manager.shutdown()
+    finally:
+        await app.state.socket_server.aclose()
+        await app.state.bus.aclose()  # ends the SSE streams
 
 
 def create_asgi_app(settings: Settings, overrides: Overrides | None = None) -> ASGIApp:

@@ -16,7 +16,7 @@ from convo.errors import (
     SandboxError,
     StorageError,
 )
-from convo.services.conversations import UnsupportedUserAction
+from convo.services.conversations import ServerShuttingDown, UnsupportedUserAction
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (LLMError, 502),
     (SandboxError, 500),
     (StorageError, 503),
+    (ServerShuttingDown, 503),
 ]
 
 

@@ -2,7 +2,13 @@
 
 Start is idempotent and race-free: the check and the registration happen under one lock, so
 any number of concurrent starts of one conversation yield exactly one loop. Every loop is an
-owned, named task; ``aclose`` stops them all.
+owned, named task.
+
+Which conversations should run is stored (``desired_running``): set by a start, cleared by a
+user's stop (and by eviction, idle closing or a failed start), and left as it is by a server
+shutdown, so that the ``Supervisor`` (``recovery.py``) resumes them on the next start-up.
+``shutdown`` (also ``aclose``) refuses new starts, lets running commands finish within the
+grace period, then stops every loop.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,11 @@ from convo.errors import (
 from convo.llm.base import LLMClientFactory
 from convo.runtime.base import SandboxFactory
 from convo.services.event_log import EventLog, status_update
+from convo.services.metadata_sync import MetadataSync
+from convo.services.orphans import ProcessRegistry
+from convo.services.recovery import Supervisor
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
+from convo.services.shutdown import stop_gracefully
 from convo.services.user_config import resolve_config
 from convo.storage.base import Storage
 
@@ -59,6 +68,15 @@ _ACCEPTED_USER_ACTIONS = {ActionType.MESSAGE.value, ActionType.CHANGE_AGENT_STAT
 
 class UnsupportedUserAction(ConversationError):
     """A client sent an action type users may not send."""
+
+
+class ServerShuttingDown(ConversationError):
+    """The server is shutting down and starts no conversation."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down and accepts no new starts; retry once it is back"
+        )
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,10 @@ class ConversationManager:
         self._running: dict[str, RunningConversation] = {}
         self._lock = asyncio.Lock()
         self._closing = False
-        self._reaper: asyncio.Task[None] | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self.metadata = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
+        self.processes = ProcessRegistry(settings.resolved_data_dir() / "run")
+        self.supervisor = Supervisor(self, settings)
         self._deps = LoopDeps(
             event_log=self._log,
             sandbox_factory=sandbox_factory,
@@ -96,28 +117,49 @@ class ConversationManager:
             workspace_for=self.workspace_path,
             command_timeout_seconds=settings.command_timeout_seconds,
             max_output_chars=settings.max_output_chars,
+            processes=self.processes,
             on_event=self._on_event,
             on_exit=self._on_exit,
         )
 
     # --- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> ConversationManager:
-        self._reaper = asyncio.create_task(self._reap_forever(), name="conversations:reaper")
+        """Kill what a killed predecessor left, resume what should run, then supervise."""
+        await self.supervisor.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        self._closing = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-        await asyncio.gather(
-            *(self._stop(cid, record_stop=True) for cid in list(self._running)),
-            return_exceptions=True,
-        )
+        await self.shutdown()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def shutdown(self, grace_seconds: float | None = None) -> None:
+        """Refuse new starts, let running commands finish (half the grace period at most),
+        stop every loop without recording a user stop, flush metadata. Idempotent."""
+        if self._shutdown_task is None:
+            grace = (
+                self._settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+            )
+            self._shutdown_task = asyncio.create_task(
+                self._shutdown(grace), name="conversations:shutdown"
+            )
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self, grace: float) -> None:
+        async with self._lock:  # a start in progress registers first, or sees _closing
+            self._closing = True
+        await self.supervisor.aclose()
+
+        async def stop(conversation_id: str, wait_seconds: float) -> bool:
+            return await self._stop(conversation_id, record_stop=False, wait_seconds=wait_seconds)
+
+        await stop_gracefully(list(self._running.values()), stop, grace)
+        await self.metadata.flush_all()
 
     @property
     def event_log(self) -> EventLog:
@@ -142,6 +184,12 @@ class ConversationManager:
     def running_ids(self, user_id: str | None = None) -> list[str]:
         return [c.conversation_id for c in self._running.values() if c.user_id == user_id]
 
+    def running_conversations(self) -> list[RunningConversation]:
+        return list(self._running.values())
+
+    def is_running(self, conversation_id: str) -> bool:
+        return conversation_id in self._running
+
     def num_connections(self, conversation_id: str) -> int:
         return self._log.bus.subscriber_count(conversation_id)
 
@@ -154,6 +202,8 @@ class ConversationManager:
 
     # --- commands ----------------------------------------------------------------------
     async def create(self, user_id: str | None, request: NewConversation) -> str:
+        if self._closing:
+            raise ServerShuttingDown
         conversation_id = new_conversation_id()
         await self._storage.conversations.create(
             ConversationMetadata(
@@ -184,15 +234,42 @@ class ConversationManager:
         providers_set: list[ProviderType] | None = None,
     ) -> ConversationStatus:
         """Start the conversation's loop unless it runs; returns its status."""
+        running = self._running.get(conversation_id)
+        if running is not None and running.user_id == user_id:
+            return running.status  # the common case, without a database read
         metadata = await self.get_metadata(conversation_id)
         if metadata.user_id != user_id:
             raise ConversationNotFound(conversation_id)  # not the caller's conversation
+        status = await self._start_loop(conversation_id, providers_set, metadata)
+        assert status is not None  # only a resume declines
+        return status
+
+    async def resume(self, conversation_id: str) -> ConversationStatus | None:
+        """Start a loop the store says should run (after a restart); None when it no longer
+        should (stopped or deleted meanwhile)."""
+        return await self._start_loop(conversation_id, None, None)
+
+    async def _start_loop(
+        self,
+        conversation_id: str,
+        providers_set: list[ProviderType] | None,
+        metadata: ConversationMetadata | None,
+    ) -> ConversationStatus | None:
+        """Register and launch the loop; ``metadata`` None: resume, if still wanted."""
         async with self._lock:
             running = self._running.get(conversation_id)
             if running is not None:
                 return running.status
             if self._closing:
-                raise ConversationError("The server is shutting down")
+                raise ServerShuttingDown
+            if metadata is None:  # read under the lock: a user's stop may just have landed
+                try:
+                    metadata = await self._storage.conversations.get(conversation_id)
+                except RecordNotFound:
+                    return None
+                if not metadata.desired_running:
+                    return None
+                logger.info("resuming conversation %s", conversation_id)
             await self._evict_over_limit(metadata.user_id)
             config = resolve_config(
                 self._settings,
@@ -200,12 +277,15 @@ class ConversationManager:
                 await self._storage.settings.load_secrets(metadata.user_id),
                 providers_set,
             )
+            if not metadata.desired_running:  # stored before the loop exists: a crash
+                await self._storage.conversations.update_fields(  # from now on resumes it
+                    conversation_id, desired_running=True
+                )
             running = RunningConversation(metadata, config)
             self._running[conversation_id] = running
             running.task = asyncio.create_task(
                 run_conversation(running, self._deps), name=f"conversation:{conversation_id}"
             )
-        await self._storage.conversations.update_fields(conversation_id, desired_running=True)
         return running.status
 
     async def stop(self, conversation_id: str) -> bool:
@@ -265,18 +345,22 @@ class ConversationManager:
         )
 
     # --- internals ---------------------------------------------------------------------
-    async def _stop(self, conversation_id: str, *, record_stop: bool) -> bool:
+    async def _stop(
+        self, conversation_id: str, *, record_stop: bool, wait_seconds: float = _STOP_TIMEOUT
+    ) -> bool:
+        """Cancel the loop and wait for it (its sandbox is closed by then). ``record_stop``:
+        a user's stop, stored first (so that nothing resumes it) and as a STOPPED event."""
+        if record_stop:
+            with contextlib.suppress(RecordNotFound):
+                await self._storage.conversations.update_fields(
+                    conversation_id, desired_running=False
+                )
         running = self._running.get(conversation_id)
         if running is None or running.task is None:
-            if record_stop:
-                with contextlib.suppress(RecordNotFound):
-                    await self._storage.conversations.update_fields(
-                        conversation_id, desired_running=False
-                    )
             return False
         running.task.cancel()
         try:
-            await asyncio.wait_for(asyncio.shield(running.task), _STOP_TIMEOUT)
+            await asyncio.wait_for(asyncio.shield(running.task), wait_seconds)
         except (asyncio.CancelledError, TimeoutError):
             pass
         except Exception:  # the task logged and reported its own failure
@@ -284,9 +368,7 @@ class ConversationManager:
         if record_stop:
             with contextlib.suppress(RecordNotFound):
                 await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
-                await self._storage.conversations.update_fields(
-                    conversation_id, desired_running=False, last_updated_at=utcnow()
-                )
+                await self.metadata.flush(conversation_id, last_updated_at=utcnow())
         return True
 
     async def _evict_over_limit(self, user_id: str | None) -> None:
@@ -322,45 +404,18 @@ class ConversationManager:
         await self.update_title(conversation_id, title)
 
     async def _on_event(self, running: RunningConversation, event: Event) -> None:
-        if event.observation == "agent_state_changed" or event.action == ActionType.FINISH:
-            await self._storage.conversations.update_fields(
-                running.conversation_id, last_updated_at=utcnow()
-            )
+        await self.metadata.on_event(running.conversation_id, event)
 
     async def _on_exit(self, running: RunningConversation, failure: BaseException | None) -> None:
+        """Runs as the loop's task ends, however it ends: the status is STOPPED at once."""
         if self._running.get(running.conversation_id) is running:
             del self._running[running.conversation_id]
-        if failure is not None:
-            with contextlib.suppress(RecordNotFound):
-                await self._storage.conversations.update_fields(
-                    running.conversation_id, desired_running=False
-                )
-
-    async def _reap_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.reconcile_interval_seconds)
-            try:
-                await self.reap_idle()
-            except Exception:
-                logger.exception("idle reaping failed")
-
-    async def reap_idle(self) -> list[str]:
-        """Close loops idle longer than the configured delay with nobody listening."""
-        delay = self._settings.idle_close_seconds
-        if delay <= 0:
-            return []
-        now = time.monotonic()
-        idle = [
-            c.conversation_id
-            for c in list(self._running.values())
-            if c.is_idle
-            and now - c.last_active > delay
-            and not self.num_connections(c.conversation_id)
-        ]
-        for conversation_id in idle:
-            logger.info("closing idle conversation %s", conversation_id)
-            await self._stop(conversation_id, record_stop=True)
-        return idle
+        fields: dict[str, object] = {"desired_running": False} if failure is not None else {}
+        try:
+            await self.metadata.flush(running.conversation_id, **fields)
+        except Exception:
+            logger.exception("could not record the end of %s", running.conversation_id)
+        self.metadata.forget(running.conversation_id)
 
 
 def check_id(conversation_id: str) -> None:

@@ -3,6 +3,15 @@
 The task body prepares the sandbox (status STARTING), then hands over to the agent
 (status RUNNING) until it is cancelled. Whatever happens, the sandbox is closed when the task
 ends, and a failure becomes an error event and a truthful status, never a silent hang.
+
+The same body resumes a conversation after a restart: the agent is rebuilt from the stored
+events (an action left without its result gets an "interrupted" observation), in the same
+workspace, with a new shell.
+
+Safe points, for a graceful shutdown: a conversation is at one unless an action of the agent
+was stored and its observation was not yet (a command is running). Once ``draining`` is set,
+the loop never starts new work: an action it would store next is dropped and the loop parks
+until cancelled, so on the next start the model is simply asked again.
 """
 
 from __future__ import annotations
@@ -15,12 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convo.agent.controller import Agent, AgentConfig
+from convo.agent.recovery import EXECUTABLE_ACTIONS
 from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
-from convo.domain.events import Event, agent_state_changed, error_observation
+from convo.domain.events import Event, EventSource, agent_state_changed, error_observation
 from convo.errors import LLMNotConfigured
 from convo.llm.base import LLMClient, LLMClientFactory, LLMResponse
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
 from convo.services.event_log import EventLog, status_update
+from convo.services.orphans import ProcessRegistry
 from convo.services.user_config import ConversationConfig
 from convo.services.workspace_setup import prepare_workspace
 
@@ -52,6 +63,12 @@ class RunningConversation:
     agent: Agent | None = None
     last_active: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.monotonic)
+    pending_action: int | None = None  # id of the stored action still waiting for its result
+    draining: bool = False  # the server shuts down: start no new work
+    _safe: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._safe.set()
 
     @property
     def conversation_id(self) -> str:
@@ -67,6 +84,29 @@ class RunningConversation:
     @property
     def agent_state(self) -> AgentState | None:
         return self.agent.state if self.agent is not None else None
+
+    def note_stored(self, event: Event) -> None:
+        """Track the action in flight, for safe points."""
+        if _starts_work(event):
+            self.pending_action = event.id
+            self._safe.clear()
+        elif event.observation is not None and event.cause == self.pending_action:
+            self.pending_action = None
+            self._safe.set()
+
+    async def park(self) -> None:
+        """Stay at this safe point until the task is cancelled (the server shuts down)."""
+        self.pending_action = None
+        self._safe.set()
+        await asyncio.Future()
+
+    async def wait_safe_point(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait (at most ``timeout`` s) until no action is in flight; True if none is."""
+        try:
+            await asyncio.wait_for(self._safe.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def is_idle(self) -> bool:
@@ -86,6 +126,7 @@ class LoopDeps:
     workspace_for: Callable[[str], Any]  # conversation id -> host Path
     command_timeout_seconds: float
     max_output_chars: int
+    processes: ProcessRegistry
     on_event: Callable[[RunningConversation, Event], Awaitable[None]]
     on_exit: Callable[[RunningConversation, BaseException | None], Awaitable[None]]
 
@@ -95,7 +136,10 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
     secrets = conversation.config.secret_values()
 
     async def emit(event: Event) -> Event:
+        if conversation.draining and _starts_work(event):
+            await conversation.park()
         stored = await deps.event_log.append(conversation.conversation_id, event, secrets)
+        conversation.note_stored(stored)
         conversation.touch()
         await deps.on_event(conversation, stored)
         return stored
@@ -114,7 +158,10 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         )
         conversation.sandbox = sandbox
         await sandbox.start()
-        instructions = await prepare_workspace(conversation.metadata, sandbox, emit)
+        deps.processes.register(conversation.conversation_id, getattr(sandbox, "shell_pid", None))
+        instructions = await prepare_workspace(
+            conversation.metadata, sandbox, emit, conversation.config
+        )
         llm: LLMClient = (
             deps.llm_factory(conversation.config.llm)
             if conversation.config.llm is not None
@@ -131,6 +178,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 command_timeout_seconds=deps.command_timeout_seconds,
                 extra_instructions=instructions,
                 confirmation_mode=conversation.config.confirmation_mode,
+                condenser=conversation.config.condenser,
             ),
             history=history,
         )
@@ -149,7 +197,12 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
     finally:
         if conversation.sandbox is not None:
             await asyncio.shield(conversation.sandbox.close())
+            deps.processes.unregister(conversation.conversation_id)
         await asyncio.shield(deps.on_exit(conversation, failure))
+
+
+def _starts_work(event: Event) -> bool:
+    return event.source == EventSource.AGENT and event.action in EXECUTABLE_ACTIONS
 
 
 async def _report_failure(

@@ -24,7 +24,11 @@ from convo.domain.conversation import (
     ConversationTrigger,
 )
 from convo.errors import ConversationNotFound, ConvoError
-from convo.services.conversations import ConversationManager, NewConversation
+from convo.services.conversations import (
+    ConversationManager,
+    NewConversation,
+    ServerShuttingDown,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
@@ -187,6 +191,8 @@ async def start_conversation(
         status = await manager.start(conversation_id, user_id, body.providers_set)
     except ConversationNotFound:
         return _error(404, {"status": "error", "conversation_id": conversation_id})
+    except ServerShuttingDown:
+        raise  # 503: retry once the server is back
     except ConvoError as exc:
         logger.error("starting %s failed: %s", conversation_id, exc)
         return _error(

@@ -1,0 +1,169 @@
+"""The Supervisor: stored state reconciled with what runs, at start-up and on a schedule.
+
+At start-up it first kills the shell processes a killed predecessor left behind, then looks
+at every conversation the store says should run (``desired_running``) and that no loop runs:
+with ``on_restart="resume"`` (the default) its loop is started again, the agent rebuilt from
+the event log in the same workspace; with ``"stop"`` it is marked stopped, with an event
+saying why. Oldest first, so that the per-user limit keeps the most recently active ones.
+
+Every ``reconcile_interval_seconds`` it does the same again (a loop that should run and does
+not is resumed, whatever the reason), closes idle loops nobody listens to, and writes the
+metadata still pending. It is one named task, owned by the ConversationManager, cancelled
+on shutdown; a failing round is logged and the next one runs as usual.
+
+It assumes it is the only server using its database: several servers sharing a PostgreSQL
+database would each resume the others' conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from convo.config import Settings
+from convo.domain.conversation import AgentState, ConversationMetadata
+from convo.domain.events import EventSource, agent_state_changed, error_observation
+from convo.errors import ConvoError, RecordNotFound
+from convo.services.event_log import status_update
+
+if TYPE_CHECKING:
+    from convo.services.conversations import ConversationManager
+
+logger = logging.getLogger(__name__)
+
+STOPPED_BY_RESTART = "STATUS$STOPPED_BY_RESTART"
+RESUME_FAILED = "STATUS$ERROR_RESUME"
+
+
+@dataclass
+class Reconciliation:
+    """What one round did."""
+
+    resumed: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, manager: ConversationManager, settings: Settings) -> None:
+        self._manager = manager
+        self._settings = settings
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    async def start(self) -> Reconciliation:
+        """The start-up round (awaited: statuses are truthful before the first request),
+        then the periodic task."""
+        await asyncio.to_thread(self._manager.processes.kill_leftovers)
+        first = await self.reconcile()
+        self._task = asyncio.create_task(self._forever(), name="conversations:supervisor")
+        return first
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reconcile_interval_seconds)
+            try:
+                await self.run_round()
+            except Exception:
+                logger.exception("supervisor round failed")
+
+    async def run_round(self) -> Reconciliation:
+        await self.reap_idle()
+        await self._manager.metadata.flush_all()
+        return await self.reconcile()
+
+    # --- reconciling -------------------------------------------------------------------
+    async def reconcile(self) -> Reconciliation:
+        """Start (or mark stopped) every conversation that should run and does not."""
+        self.rounds += 1
+        result = Reconciliation()
+        if self._manager.closing:
+            return result
+        wanted = await self._manager.storage.conversations.list_desired_running()
+        orphaned = [m for m in wanted if not self._manager.is_running(m.conversation_id)]
+        orphaned.sort(key=lambda m: m.last_updated_at)
+        for metadata in orphaned:
+            conversation_id = metadata.conversation_id
+            try:
+                if self._settings.on_restart == "stop":
+                    await self._mark_stopped(metadata)
+                    result.stopped.append(conversation_id)
+                elif await self._manager.resume(conversation_id) is not None:
+                    result.resumed.append(conversation_id)
+            except ConvoError as exc:
+                if self._manager.closing:
+                    break
+                logger.exception("could not resume %s", conversation_id)
+                result.failed.append(conversation_id)
+                await self._record_failure(conversation_id, exc)
+        if orphaned:
+            logger.info(
+                "reconciled: %d resumed, %d marked stopped, %d failed",
+                len(result.resumed),
+                len(result.stopped),
+                len(result.failed),
+            )
+        return result
+
+    async def _mark_stopped(self, metadata: ConversationMetadata) -> None:
+        conversation_id = metadata.conversation_id
+        reason = (
+            "The server stopped while this conversation was running, and it is configured not "
+            "to resume conversations (CONVO_ON_RESTART=stop). Start it again to continue."
+        )
+        log = self._manager.event_log
+        await log.append(
+            conversation_id,
+            error_observation(reason, error_id=STOPPED_BY_RESTART, source=EventSource.ENVIRONMENT),
+        )
+        await log.append(conversation_id, agent_state_changed(AgentState.STOPPED, reason))
+        await self._manager.storage.conversations.update_fields(
+            conversation_id, desired_running=False
+        )
+
+    async def _record_failure(self, conversation_id: str, exc: Exception) -> None:
+        message = f"The conversation could not be resumed after a restart: {exc}"
+        with contextlib.suppress(ConvoError):
+            await self._manager.storage.conversations.update_fields(
+                conversation_id, desired_running=False
+            )
+            log = self._manager.event_log
+            await log.append(
+                conversation_id,
+                error_observation(message, error_id=RESUME_FAILED, source=EventSource.ENVIRONMENT),
+            )
+            await log.append(conversation_id, agent_state_changed(AgentState.ERROR, message))
+            await log.publish_status(
+                conversation_id, status_update("error", RESUME_FAILED, message)
+            )
+
+    # --- idle loops --------------------------------------------------------------------
+    async def reap_idle(self) -> list[str]:
+        """Close loops idle longer than the configured delay with nobody listening."""
+        delay = self._settings.idle_close_seconds
+        if delay <= 0:
+            return []
+        now = time.monotonic()
+        idle = [
+            c.conversation_id
+            for c in self._manager.running_conversations()
+            if c.is_idle
+            and now - c.last_active > delay
+            and not self._manager.num_connections(c.conversation_id)
+        ]
+        for conversation_id in idle:
+            logger.info("closing idle conversation %s", conversation_id)
+            with contextlib.suppress(RecordNotFound):
+                await self._manager.stop(conversation_id)
+        return idle
