@@ -42,6 +42,27 @@ class Settings(BaseSettings):
     max_iterations: int = Field(default=100, ge=1, description="Agent steps per task.")
     max_budget_per_task: float | None = Field(default=None, description="USD per task.")
 
+    # long tasks: condensation of the LLM's context
+    condense_after_events: int | None = Field(
+        default=120,
+        ge=4,
+        description="Summarise older events once the LLM would see more than this many "
+        "(None: only on the context window).",
+    )
+    llm_max_input_tokens: int | None = Field(
+        default=None,
+        ge=1000,
+        description="The model's context window in tokens; default: litellm's model list.",
+    )
+
+    # repositories
+    git_user_name: str = Field(default="openhands", description="Local git identity in clones.")
+    git_user_email: str = Field(default="openhands@all-hands.dev")
+    clone_timeout_seconds: float = Field(default=300.0, gt=0)
+    setup_script_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="For a repository's .openhands/setup.sh."
+    )
+
     # conversations
     max_concurrent_conversations: int = Field(default=3, ge=1, description="Running, per user.")
     idle_close_seconds: float = Field(

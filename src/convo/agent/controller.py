@@ -6,9 +6,10 @@ observations. Otherwise it waits on the inbox. Failures never end the loop: LLM 
 and unexpected exceptions become an ``error`` event plus the ERROR state, and the next user
 message starts over. Only cancellation ends ``run``.
 
-Extension points (later tasks): condensation (``_messages``), confirmation mode
-(``user_confirmed``/``user_rejected`` in ``_apply``), stopping mid-step (events are read
-between steps).
+Hooks: a user message recalls the knowledge microagents it triggers (``agent.microagents``);
+each LLM call sees the condensed view of the history (``agent.condenser``); in confirmation
+mode shell and edit actions wait for ``user_confirmed``/``user_rejected``
+(``agent.confirmation``). Stopping mid-step: events are read between steps.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from convo.agent import confirmation
+from convo.agent.condenser import Condenser, CondenserConfig, is_context_overflow, view
 from convo.agent.executor import ActionExecutor, Editor, tool_error
 from convo.agent.failures import (
     ERROR_BUDGET,
@@ -33,6 +36,7 @@ from convo.agent.failures import (
 )
 from convo.agent.history import build_messages
 from convo.agent.metrics import LLMMetrics
+from convo.agent.microagents import recall
 from convo.agent.prompts import build_system_prompt
 from convo.agent.recovery import interrupted_actions, iterations_since_user, unanswered
 from convo.agent.stuck import detect_stuck
@@ -51,7 +55,7 @@ from convo.domain.events import (
     error_observation,
     message_action,
 )
-from convo.errors import LLMError
+from convo.errors import LLMBadRequestError, LLMError
 from convo.llm.base import LLMClient, LLMResponse, ToolCall
 from convo.runtime.base import Sandbox
 
@@ -62,6 +66,7 @@ EventSink = Callable[[Event], Awaitable[Event]]
 
 
 _STOPPING_STATES = {AgentState.PAUSED.value, AgentState.STOPPED.value}
+_DECISIONS = {AgentState.USER_CONFIRMED.value, AgentState.USER_REJECTED.value}
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class AgentConfig:
     command_timeout_seconds: float = 120.0
     extra_instructions: str | None = None
     confirmation_mode: bool = False  # shell and edit actions wait for the user's confirmation
+    condenser: CondenserConfig = field(default_factory=CondenserConfig)
 
 
 class Agent:
@@ -99,6 +105,10 @@ class Agent:
         self._iterations = iterations_since_user(self._history)
         self._budget_limit = config.max_budget_per_task
         self._system_prompt: str | None = None
+        self._condenser = Condenser(config.condenser)
+        self._pending: Event | None = None  # the action awaiting the user's confirmation
+        self._parked: list[ToolCall] = []  # tool calls of its response still to run
+        self._parked_response: LLMResponse | None = None
 
     @property
     def state(self) -> AgentState:
@@ -165,7 +175,16 @@ class Agent:
                 self._history.append(event)
                 self._extend_limits()
         running = unanswered(self._history)
-        await self._set_state(AgentState.RUNNING if running else AgentState.AWAITING_USER_INPUT)
+        self._pending = confirmation.pending_action(self._history)
+        if self._pending is not None and running:  # a message came instead of a decision
+            await self._reject("the user sent a new message instead")
+        if running:
+            last = next(e for e in reversed(self._history) if _is_user_message(e))
+            await self._recall(last)
+        if self._pending is not None:
+            await self._set_state(AgentState.AWAITING_USER_CONFIRMATION)
+        else:
+            await self._set_state(AgentState.RUNNING if running else AgentState.AWAITING_USER_INPUT)
         for event in queued:
             if not _is_user_message(event):
                 await self._apply(event)
@@ -182,6 +201,9 @@ class Agent:
         self._history.append(event)
         if _is_user_message(event):
             self._extend_limits()
+            if self._pending is not None:
+                await self._reject("the user sent a new message instead")
+            await self._recall(event)
             await self._set_state(AgentState.RUNNING)
             return
         if event.action != ActionType.CHANGE_AGENT_STATE:
@@ -190,11 +212,15 @@ class Agent:
         target = str((event.args or {}).get("agent_state", ""))
         if target in _STOPPING_STATES:
             await self._set_state(AgentState(target))
+        elif self._pending is not None and target in _DECISIONS:
+            await self._decide(target == AgentState.USER_CONFIRMED.value)
+        elif self._pending is not None and target == AgentState.RUNNING.value:
+            await self._set_state(AgentState.AWAITING_USER_CONFIRMATION)
         elif target == AgentState.RUNNING.value:
             if self._state == AgentState.ERROR:
                 self._extend_limits()
             await self._set_state(AgentState.RUNNING)
-        else:  # user_confirmed / user_rejected: confirmation mode is not implemented yet
+        else:
             logger.info("Agent ignores a request for state %r", target)
 
     def _extend_limits(self) -> None:
@@ -224,8 +250,28 @@ class Agent:
             )
         return None
 
-    def _messages(self) -> list[dict[str, Any]]:
-        return build_messages(self.system_prompt, self._history)
+    async def _messages(self, *, condense: bool = False) -> list[dict[str, Any]]:
+        """The LLM messages of the condensed view, condensing first when it is too large."""
+        events = view(self._history)
+        messages = build_messages(self.system_prompt, events)
+        if condense or await self._condenser.too_large(events, messages):
+            condensed = await self._condenser.condense(self._llm, events)
+            if condensed is not None:
+                action, response = condensed
+                self._metrics.add(response)
+                await self._emit(action.model_copy(update={"llm_metrics": self._metrics.to_wire()}))
+                messages = build_messages(self.system_prompt, view(self._history))
+        return messages
+
+    async def _complete(self) -> LLMResponse:
+        """One LLM call; a request refused as too long is condensed and tried once more."""
+        try:
+            return await self._llm.complete(await self._messages(), tool_specs())
+        except LLMBadRequestError as exc:
+            if not is_context_overflow(exc):
+                raise
+            logger.info("The LLM refused the context as too long; condensing")
+            return await self._llm.complete(await self._messages(condense=True), tool_specs())
 
     async def _step(self) -> None:
         pattern = detect_stuck(self._history)
@@ -237,7 +283,7 @@ class Agent:
             await self._fail(*cap)
             return
         try:
-            response = await self._llm.complete(self._messages(), tool_specs())
+            response = await self._complete()
         except LLMError as exc:
             await self._fail(*llm_error_message(exc))
             return
@@ -246,10 +292,16 @@ class Agent:
         if not response.tool_calls:
             await self._answer(response)
             return
-        thought = response.content or ""
-        for call in response.tool_calls:
+        await self._run_calls(list(response.tool_calls), response, response.content or "")
+
+    async def _run_calls(self, calls: list[ToolCall], response: LLMResponse, thought: str) -> None:
+        for index, call in enumerate(calls):
             if await self._handle_call(call, response, thought):
                 await self._set_state(AgentState.FINISHED)
+                return
+            if self._pending is not None:  # parked until the user decides
+                self._parked, self._parked_response = calls[index + 1 :], response
+                await self._set_state(AgentState.AWAITING_USER_CONFIRMATION)
                 return
             thought = ""
 
@@ -283,22 +335,62 @@ class Agent:
                 )
             )
             return False
-        stored = await self._emit(
-            action.model_copy(update={"llm_metrics": self._metrics.to_wire()})
-        )
+        action = action.model_copy(update={"llm_metrics": self._metrics.to_wire()})
+        if confirmation.needs_confirmation(action, self.config.confirmation_mode):
+            self._pending = await self._emit(confirmation.with_state(action, confirmation.AWAITING))
+            return False
+        stored = await self._emit(action)
         if stored.action == ActionType.FINISH:
             return True
+        await self._execute(stored, call.name)
+        return False
+
+    async def _execute(self, stored: Event, name: str) -> None:
         try:
             observation = await self._executor.execute(stored)
         except Exception as exc:
-            logger.exception("Tool %s crashed", call.name)
+            logger.exception("Tool %s crashed", name)
             observation = tool_error(
                 f"The tool crashed: {type(exc).__name__}: {exc}",
                 error_id=ERROR_TOOL_FAILED,
                 action=stored,
             )
         await self._emit(observation)
-        return False
+
+    # --- confirmation mode and recall ------------------------------------------------------
+    async def _decide(self, confirmed: bool) -> None:
+        """The user's decision on the pending action (``agent.confirmation``)."""
+        if not confirmed:
+            await self._set_state(AgentState.USER_REJECTED)
+            await self._reject("the user rejected it")
+            await self._set_state(AgentState.AWAITING_USER_INPUT)
+            return
+        pending, self._pending = self._pending, None
+        assert pending is not None
+        await self._set_state(AgentState.USER_CONFIRMED)
+        stored = await self._emit(confirmation.with_state(pending, confirmation.CONFIRMED))
+        await self._execute(stored, str(stored.action))
+        await self._set_state(AgentState.RUNNING)
+        calls, response = self._parked, self._parked_response
+        self._parked, self._parked_response = [], None
+        if calls and response is not None:
+            await self._run_calls(calls, response, "")
+
+    async def _reject(self, reason: str) -> None:
+        pending, self._pending = self._pending, None
+        self._parked, self._parked_response = [], None
+        if pending is not None:
+            stored = await self._emit(confirmation.with_state(pending, confirmation.REJECTED))
+            await self._emit(confirmation.rejection(stored, reason))
+
+    async def _recall(self, message: Event) -> None:
+        """Knowledge microagents the user message triggers, as a recall observation."""
+        if any(e.observation == "recall" and e.cause == message.id for e in self._history):
+            return
+        root = self._sandbox.host_path(self._sandbox.workspace_path)
+        observation = await asyncio.to_thread(recall, root, message)
+        if observation is not None:
+            await self._emit(observation)
 
     # --- events and state ------------------------------------------------------------------
     async def _emit(self, event: Event) -> Event:

@@ -7,7 +7,10 @@
   response, paired by ``tool_call_id``. A call with no recorded result gets a placeholder, so
   the message list is always valid for the provider;
 - agent-loop error observations (``error_id`` starting ``AGENT_ERROR$``) with no tool call →
-  user messages, so the model learns why it was stopped; other events are not shown.
+  user messages, so the model learns why it was stopped;
+- a ``condensation`` action with a summary (placed by ``convo.agent.condenser.view``) and
+  ``recall`` observations with microagent knowledge → user messages; other events are not
+  shown.
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from convo.agent.failures import AGENT_ERROR_PREFIX
+from convo.agent.microagents import recall_text
 from convo.domain.events import ActionType, Event, EventSource, ObservationType
 
 _FINISHED_PLACEHOLDER = "The task was marked as finished."
 _MISSING_PLACEHOLDER = "The tool call was not executed (interrupted)."
+_SUMMARY_TEMPLATE = (
+    "<CONDENSED_HISTORY>\nEarlier events of this task were removed from your context to "
+    "save space. This summary replaces them:\n{summary}\n</CONDENSED_HISTORY>"
+)
 
 
 def observation_text(observation: Event) -> str:
@@ -105,6 +113,12 @@ def _plain_message(event: Event) -> dict[str, Any] | None:
         if event.source == EventSource.USER:
             return _user_message(event)
         return {"role": "assistant", "content": str((event.args or {}).get("content", ""))}
+    if event.action == ActionType.CONDENSATION:
+        summary = str((event.args or {}).get("summary") or "")
+        return {"role": "user", "content": _SUMMARY_TEMPLATE.format(summary=summary)}
+    if event.observation == ObservationType.RECALL:
+        text = recall_text(event)
+        return {"role": "user", "content": text} if text else None
     if event.observation == ObservationType.ERROR:
         error_id = str((event.extras or {}).get("error_id", ""))
         if error_id.startswith(AGENT_ERROR_PREFIX):

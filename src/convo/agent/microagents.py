@@ -218,3 +218,11 @@ def recall_text(event: Event) -> str:
             f"\n\n{str(item.get('content', '')).strip()}\n</EXTRA_INFO>"
         )
     return "\n\n".join(parts)
+
+
+def recall(workspace: Path, message: Event) -> Event | None:
+    """The recall observation for a stored user message, or None when it triggers nothing."""
+    text = str((message.args or {}).get("content", message.message))
+    agents = [m for m in load_microagents(workspace) if m.type == "knowledge"]
+    matches = triggered(agents, text)
+    return recall_observation(matches, message.id) if matches else None

@@ -30,6 +30,8 @@ def interrupted_actions(history: Sequence[Event]) -> list[Event]:
         and e.action in EXECUTABLE_ACTIONS
         and e.id >= 0
         and e.id not in answered
+        # an action awaiting confirmation never runs itself (its decided copy does)
+        and (e.args or {}).get("confirmation_state") != "awaiting_confirmation"
     ]
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import logging
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from convo.agent.condenser import CondenserConfig
 from convo.config import Settings
-from convo.domain.conversation import ProviderType, UserSecrets, UserSettings
+from convo.domain.conversation import ProviderToken, ProviderType, UserSecrets, UserSettings
 from convo.llm.base import LLMConfig
+from convo.services.repository import RepositoryOptions
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,9 @@ class ConversationConfig:
     max_budget_per_task: float | None
     confirmation_mode: bool
     env: dict[str, str]  # provider tokens and custom secrets for the shell
+    provider_tokens: dict[ProviderType, ProviderToken] = field(default_factory=dict)
+    repository: RepositoryOptions = field(default_factory=RepositoryOptions)
+    condenser: CondenserConfig = field(default_factory=CondenserConfig)
 
     def secret_values(self) -> list[str]:
         values = list(self.env.values())
@@ -58,4 +67,37 @@ def resolve_config(
         ),
         confirmation_mode=user.confirmation_mode,
         env=secrets.environment(providers_set or None),
+        provider_tokens={
+            provider: token
+            for provider, token in secrets.provider_tokens.items()
+            if not providers_set or provider in providers_set
+        },
+        repository=RepositoryOptions(
+            git_user_name=settings.git_user_name,
+            git_user_email=settings.git_user_email,
+            clone_timeout_seconds=settings.clone_timeout_seconds,
+            setup_timeout_seconds=settings.setup_script_timeout_seconds,
+        ),
+        condenser=CondenserConfig(
+            max_events=settings.condense_after_events,
+            max_input_tokens=settings.llm_max_input_tokens,
+            context_window=functools.partial(model_context_window, model) if model else None,
+        ),
     )
+
+
+def model_context_window(model: str) -> int | None:
+    """The model's input window from litellm's bundled model list (no network), if known.
+
+    Slow the first time (it imports litellm): the condenser calls it in a thread, and only
+    once a request is large enough for the window to matter.
+    """
+    from convo.llm.litellm_client import _import_litellm
+
+    try:
+        info = _import_litellm().get_model_info(model)
+    except Exception:
+        logger.info("litellm does not know the context window of %s", model)
+        return None
+    window = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(window) if window else None

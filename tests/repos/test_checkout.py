@@ -1,0 +1,114 @@
+"""Checkout against the token-protected git server, directly in a ProcessSandbox."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from convo.domain.conversation import ProviderToken, ProviderType
+from convo.domain.events import Event
+from convo.runtime.base import SandboxSpec
+from convo.runtime.process import ProcessSandbox
+from convo.services.repository import (
+    Checkout,
+    RepositoryError,
+    RepositoryOptions,
+    RepositoryRemote,
+    pick_remote,
+)
+from tests.repos.conftest import TOKEN
+from tests.repos.gitserver import GitServer, git
+
+
+@pytest.mark.parametrize(
+    ("provider", "host", "expected"),
+    [
+        (ProviderType.GITHUB, None, "https://{t}@github.com/o/r.git"),
+        (ProviderType.GITLAB, None, "https://oauth2:{t}@gitlab.com/o/r.git"),
+        (ProviderType.BITBUCKET, None, "https://x-token-auth:{t}@bitbucket.org/o/r.git"),
+        (ProviderType.GITHUB, "git.example.com", "https://{t}@git.example.com/o/r.git"),
+        (ProviderType.GITLAB, "http://127.0.0.1:8080/", "http://oauth2:{t}@127.0.0.1:8080/o/r.git"),
+    ],
+)
+def test_clone_url_forms(provider: ProviderType, host: str | None, expected: str) -> None:
+    remote = RepositoryRemote("o/r", provider, "tok", host)
+    assert remote.url(with_token=True) == expected.format(t="tok")
+    assert remote.url(with_token=False) == expected.replace("{t}@", "").replace(
+        "oauth2:", ""
+    ).replace("x-token-auth:", "")
+    assert RepositoryRemote("o/r", provider, None, host).url(with_token=True) == remote.url(
+        with_token=False
+    )
+
+
+@pytest.mark.parametrize("name", ["../etc", "owner", "owner/../x", "-x/y", "o/r;rm -rf /", "o/."])
+def test_invalid_repository_names_are_refused(name: str) -> None:
+    with pytest.raises(RepositoryError):
+        RepositoryRemote(name, ProviderType.GITHUB)
+
+
+def test_pick_remote_prefers_the_shell_variable_and_falls_back_to_the_only_provider() -> None:
+    tokens = {ProviderType.GITLAB: ProviderToken(token="stored", host="gl.example.com")}
+    remote = pick_remote("g/r", None, tokens, {})
+    assert (remote.provider, remote.token, remote.host) == (
+        ProviderType.GITLAB,
+        "stored",
+        "gl.example.com",
+    )
+    assert pick_remote("g/r", None, tokens, {"GITLAB_TOKEN": "custom"}).token == "custom"
+    assert pick_remote("g/r", None, {}, {}).provider is ProviderType.GITHUB
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[ProcessSandbox]:
+    box = ProcessSandbox(
+        SandboxSpec("c1", tmp_path / "workspace", env={"GITLAB_TOKEN": TOKEN}),
+        kill_grace_seconds=0.2,
+    )
+    await box.start()
+    yield box
+    await box.close()
+
+
+async def test_gitlab_form_clones_onto_a_work_branch_and_pushes_without_a_stored_token(
+    sandbox: ProcessSandbox, git_server: GitServer, tmp_path: Path
+) -> None:
+    events: list[Event] = []
+
+    async def emit(event: Event) -> Event:
+        stored = event.stored(len(events))
+        events.append(stored)
+        return stored
+
+    remote = RepositoryRemote("owner/repo", ProviderType.GITLAB, TOKEN, git_server.base_url)
+    checkout = Checkout(sandbox, emit, remote, RepositoryOptions(git_user_name="bot"))
+    branch = await checkout.clone(None)
+    assert re.fullmatch(r"openhands-workspace-[0-9a-f]{8}", branch)
+    assert any(a.startswith("oauth2:") for a in git_server.authorizations)
+    repo = Path(sandbox.workspace_path) / "repo"
+    config = (repo / ".git" / "config").read_text()
+    assert TOKEN not in config and git_server.base_url + "/owner/repo.git" in config
+    assert "name = bot" in config
+    assert TOKEN not in str([e.to_wire() for e in events])
+    # later pushes authenticate through the credential helper and $GITLAB_TOKEN
+    pushed = await sandbox.run(f"cd {repo} && git push -q origin HEAD:refs/heads/pushed 2>&1")
+    assert pushed.exit_code == 0, pushed.output
+    refs = git(
+        tmp_path, "ls-remote", str(git_server.project_root / "owner/repo.git"), home=tmp_path
+    )
+    assert "refs/heads/pushed" in refs
+    assert checkout.cloned()
+
+
+async def test_an_unknown_branch_is_a_clear_error(
+    sandbox: ProcessSandbox, git_server: GitServer
+) -> None:
+    async def emit(event: Event) -> Event:
+        return event
+
+    remote = RepositoryRemote("owner/repo", ProviderType.GITLAB, TOKEN, git_server.base_url)
+    with pytest.raises(RepositoryError, match="Could not check out branch 'nope'"):
+        await Checkout(sandbox, emit, remote, RepositoryOptions()).clone("nope")
