@@ -286,6 +286,8 @@ class ConversationManager:
             running.task = asyncio.create_task(
                 run_conversation(running, self._deps), name=f"conversation:{conversation_id}"
             )
+            # also when cancelled before its first step, when its body's cleanup never runs
+            running.task.add_done_callback(lambda _task: self._discard(running))
         return running.status
 
     async def stop(self, conversation_id: str) -> bool:
@@ -406,10 +408,13 @@ class ConversationManager:
     async def _on_event(self, running: RunningConversation, event: Event) -> None:
         await self.metadata.on_event(running.conversation_id, event)
 
-    async def _on_exit(self, running: RunningConversation, failure: BaseException | None) -> None:
-        """Runs as the loop's task ends, however it ends: the status is STOPPED at once."""
+    def _discard(self, running: RunningConversation) -> None:
         if self._running.get(running.conversation_id) is running:
             del self._running[running.conversation_id]
+
+    async def _on_exit(self, running: RunningConversation, failure: BaseException | None) -> None:
+        """Runs as the loop's task ends, however it ends: the status is STOPPED at once."""
+        self._discard(running)
         fields: dict[str, object] = {"desired_running": False} if failure is not None else {}
         try:
             await self.metadata.flush(running.conversation_id, **fields)

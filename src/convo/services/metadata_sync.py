@@ -61,8 +61,8 @@ class MetadataSync:
 
     async def on_event(self, conversation_id: str, event: Event) -> None:
         self._pending.setdefault(conversation_id, {}).update(fields_from_event(event))
-        last = self._last_write.get(conversation_id, 0.0)
-        if _flushes_now(event) or time.monotonic() - last >= self._interval:
+        last = self._last_write.get(conversation_id)
+        if _flushes_now(event) or last is None or time.monotonic() - last >= self._interval:
             await self.flush(conversation_id)
 
     async def flush(self, conversation_id: str, **extra: Any) -> None:
