@@ -29,7 +29,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,10 @@ user's goals and requirements; what has been done (files created or changed, com
 their important results); the current state (what works, what fails, open errors); facts \
 it will need again (paths, names, versions, decisions); and what remains to do. Be concise \
 and concrete. Reply with the summary only."""
+
+
+CondensationSink = Callable[[Event, LLMResponse], Awaitable[None]]
+"""Stores a condensation action (appending it to the history) and accounts for its LLM call."""
 
 
 @dataclass(frozen=True)
@@ -213,3 +217,23 @@ class Condenser:
         )
         summary = (response.content or "").strip() or previous_summary or "(no summary)"
         return condensation_action(forget, summary, offset), response
+
+    async def messages(
+        self,
+        llm: LLMClient,
+        system_prompt: str,
+        history: list[Event],
+        store: CondensationSink,
+        *,
+        force: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The LLM messages for ``history`` (the live list ``store`` appends to), condensed
+        first when they are too large or ``force`` is set."""
+        events = view(history)
+        messages = build_messages(system_prompt, events)
+        if force or await self.too_large(events, messages):
+            condensed = await self.condense(llm, events)
+            if condensed is not None:
+                await store(*condensed)
+                messages = build_messages(system_prompt, view(history))
+        return messages

@@ -79,3 +79,16 @@ def pending_action(history: Sequence[Event]) -> Event | None:
         elif state == AWAITING:
             return None if call_id in decided else event
     return None
+
+
+def waiting_on_restart(history: Sequence[Event]) -> tuple[Event | None, bool]:
+    """For a restarted loop: the action awaiting confirmation, and whether a user message
+    came after it (which then rejects it)."""
+    pending = pending_action(history)
+    if pending is None:
+        return None, False
+    newer = any(
+        e.action == ActionType.MESSAGE and e.source == EventSource.USER and e.id > pending.id
+        for e in history
+    )
+    return pending, newer

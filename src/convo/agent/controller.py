@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convo.agent import confirmation
-from convo.agent.condenser import Condenser, CondenserConfig, is_context_overflow, view
+from convo.agent.condenser import Condenser, CondenserConfig, is_context_overflow
 from convo.agent.executor import ActionExecutor, Editor, tool_error
 from convo.agent.failures import (
     ERROR_BUDGET,
@@ -34,7 +34,6 @@ from convo.agent.failures import (
     ERROR_UNEXPECTED,
     llm_error_message,
 )
-from convo.agent.history import build_messages
 from convo.agent.metrics import LLMMetrics
 from convo.agent.microagents import recall
 from convo.agent.prompts import build_system_prompt
@@ -107,8 +106,7 @@ class Agent:
         self._system_prompt: str | None = None
         self._condenser = Condenser(config.condenser)
         self._pending: Event | None = None  # the action awaiting the user's confirmation
-        self._parked: list[ToolCall] = []  # tool calls of its response still to run
-        self._parked_response: LLMResponse | None = None
+        self._parked: tuple[list[ToolCall], LLMResponse] | None = None  # calls still to run
 
     @property
     def state(self) -> AgentState:
@@ -175,9 +173,11 @@ class Agent:
                 self._history.append(event)
                 self._extend_limits()
         running = unanswered(self._history)
-        self._pending = confirmation.pending_action(self._history)
-        if self._pending is not None and running:  # a message came instead of a decision
-            await self._reject("the user sent a new message instead")
+        self._pending, message_after = confirmation.waiting_on_restart(self._history)
+        if self._pending is not None:
+            running = message_after
+            if message_after:  # a message came instead of a decision
+                await self._reject("the user sent a new message instead")
         if running:
             last = next(e for e in reversed(self._history) if _is_user_message(e))
             await self._recall(last)
@@ -251,17 +251,14 @@ class Agent:
         return None
 
     async def _messages(self, *, condense: bool = False) -> list[dict[str, Any]]:
-        """The LLM messages of the condensed view, condensing first when it is too large."""
-        events = view(self._history)
-        messages = build_messages(self.system_prompt, events)
-        if condense or await self._condenser.too_large(events, messages):
-            condensed = await self._condenser.condense(self._llm, events)
-            if condensed is not None:
-                action, response = condensed
-                self._metrics.add(response)
-                await self._emit(action.model_copy(update={"llm_metrics": self._metrics.to_wire()}))
-                messages = build_messages(self.system_prompt, view(self._history))
-        return messages
+        """The LLM messages of the condensed view (``agent.condenser``)."""
+        return await self._condenser.messages(
+            self._llm, self.system_prompt, self._history, self._condensed, force=condense
+        )
+
+    async def _condensed(self, action: Event, response: LLMResponse) -> None:
+        self._metrics.add(response)
+        await self._emit(action.model_copy(update={"llm_metrics": self._metrics.to_wire()}))
 
     async def _complete(self) -> LLMResponse:
         """One LLM call; a request refused as too long is condensed and tried once more."""
@@ -300,7 +297,7 @@ class Agent:
                 await self._set_state(AgentState.FINISHED)
                 return
             if self._pending is not None:  # parked until the user decides
-                self._parked, self._parked_response = calls[index + 1 :], response
+                self._parked = (calls[index + 1 :], response)
                 await self._set_state(AgentState.AWAITING_USER_CONFIRMATION)
                 return
             thought = ""
@@ -371,24 +368,20 @@ class Agent:
         stored = await self._emit(confirmation.with_state(pending, confirmation.CONFIRMED))
         await self._execute(stored, str(stored.action))
         await self._set_state(AgentState.RUNNING)
-        calls, response = self._parked, self._parked_response
-        self._parked, self._parked_response = [], None
-        if calls and response is not None:
-            await self._run_calls(calls, response, "")
+        parked, self._parked = self._parked, None
+        if parked is not None and parked[0]:
+            await self._run_calls(*parked, "")
 
     async def _reject(self, reason: str) -> None:
-        pending, self._pending = self._pending, None
-        self._parked, self._parked_response = [], None
+        pending, self._pending, self._parked = self._pending, None, None
         if pending is not None:
             stored = await self._emit(confirmation.with_state(pending, confirmation.REJECTED))
             await self._emit(confirmation.rejection(stored, reason))
 
     async def _recall(self, message: Event) -> None:
         """Knowledge microagents the user message triggers, as a recall observation."""
-        if any(e.observation == "recall" and e.cause == message.id for e in self._history):
-            return
         root = self._sandbox.host_path(self._sandbox.workspace_path)
-        observation = await asyncio.to_thread(recall, root, message)
+        observation = await asyncio.to_thread(recall, root, message, self._history)
         if observation is not None:
             await self._emit(observation)
 

@@ -220,8 +220,11 @@ def recall_text(event: Event) -> str:
     return "\n\n".join(parts)
 
 
-def recall(workspace: Path, message: Event) -> Event | None:
-    """The recall observation for a stored user message, or None when it triggers nothing."""
+def recall(workspace: Path, message: Event, history: Sequence[Event] = ()) -> Event | None:
+    """The recall observation for a stored user message, or None when it triggers nothing
+    (or was answered already: ``history`` holds a recall caused by it)."""
+    if any(e.observation == ObservationType.RECALL and e.cause == message.id for e in history):
+        return None
     text = str((message.args or {}).get("content", message.message))
     agents = [m for m in load_microagents(workspace) if m.type == "knowledge"]
     matches = triggered(agents, text)

@@ -4,12 +4,12 @@ Patterns, as in OpenHands' controller/stuck.py:
 - the same action with the same observation 4 times in a row;
 - the same action ending in an error 3 times in a row;
 - the same agent message 3 times in a row;
-- two steps alternating A-B-A-B-A-B over the last 6 steps.
+- two steps alternating A-B-A-B-A-B over the last 6 steps;
+- 10 condensations in a row with no other agent action between them.
 
 Actions compare by type and arguments (the free-text ``thought`` is ignored), observations by
 type, content and exit code; ids, timestamps and metrics never count. A tool call that could
 not become an action (bad arguments) compares by its tool name and raw arguments.
-Extension point: OpenHands also fires on 10 condensations in a row; add it with condensation.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ REPEATED_PAIR = "the same action and observation repeated 4 times"
 REPEATED_ERROR = "the same action failed with an error 3 times"
 REPEATED_MESSAGE = "the same agent message repeated 3 times"
 ALTERNATING = "alternating between two actions (A-B-A-B) over 6 steps"
+CONDENSATION_LOOP = "10 condensations in a row without progress"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,12 @@ def _alternating(steps: Sequence[Step], length: int = 6) -> bool:
     return len(evens) == 1 and len(odds) == 1 and evens != odds
 
 
+def _condensation_loop(events: Sequence[Event], times: int = 10) -> bool:
+    actions = [e.action for e in events if e.is_action and e.source == EventSource.AGENT]
+    last = actions[-times:]
+    return len(last) == times and all(a == ActionType.CONDENSATION for a in last)
+
+
 def detect_stuck(events: Sequence[Event]) -> str | None:
     """The name of the pattern the agent is caught in since the last user message, or None."""
     recent = since_last_user_message(events)
@@ -112,4 +119,6 @@ def detect_stuck(events: Sequence[Event]) -> str | None:
         return REPEATED_MESSAGE
     if _alternating(steps):
         return ALTERNATING
+    if _condensation_loop(recent):
+        return CONDENSATION_LOOP
     return None
