@@ -10,6 +10,7 @@ User mistakes come back as ``success=False`` results; nothing here raises for th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import errno
 import os
@@ -46,6 +47,14 @@ class ToolError(Exception):
     """A user mistake, reported as a failed result."""
 
 
+def _inherit_owner(parent: int, fd: int) -> None:
+    """Give a new file or directory its parent's owner (as root: so that a sandbox running
+    as another uid can change what the editor created)."""
+    if os.geteuid() == 0:
+        info = os.fstat(parent)
+        os.fchown(fd, info.st_uid, info.st_gid)
+
+
 def _numbered(text: str, start: int = 1) -> str:
     return "\n".join(f"{n:6}\t{line}" for n, line in enumerate(text.split("\n"), start))
 
@@ -63,12 +72,14 @@ class _Files:
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for part in parts[:-1]:
+                made = False
                 if create:
-                    try:
+                    with contextlib.suppress(FileExistsError):
                         os.mkdir(part, dir_fd=fd)
-                    except FileExistsError:
-                        pass
+                        made = True
                 child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                if made:
+                    _inherit_owner(fd, child)
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -109,8 +120,18 @@ class _Files:
             handle.write(text.encode("utf-8"))
 
     def create(self, target: Path, text: str) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        with os.fdopen(self._open(target, flags, create=True), "wb") as handle:
+        parent, name = self._parent_fd(target, create=True)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            fd = os.open(name, flags, 0o644, dir_fd=parent)
+            try:
+                _inherit_owner(parent, fd)
+            except OSError:
+                os.close(fd)
+                raise
+        finally:
+            os.close(parent)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8"))
 
     def remove(self, target: Path) -> None:

@@ -1,19 +1,17 @@
 """The persistent-bash protocol shared by the process and bubblewrap sandboxes.
 
 A non-interactive ``bash`` reads commands from a pipe; stdout and stderr come back merged.
-Each command is one line, ``builtin source <(builtin printf %s '<command>')`` followed by a
-``printf`` of a per-command marker (written in two pieces so it never appears verbatim in
-the input) that carries the exit code and ``$PWD``. Bash parses the whole line before it
-runs it, so a command that reads stdin gets only what ``is_input`` sends. ``source`` runs
-the command in the shell itself (``cd``, ``export``, ``declare`` persist) and lets the
-SIGINT trap's ``return 130`` abandon the rest of it, loops included, like Ctrl-C does on
-an interactive command line.
+Each command is one line, ``builtin source <(builtin printf %s '<command>')`` and then a
+``printf`` of a per-command marker (split so it never appears verbatim in the input) with
+the exit code and ``$PWD``. Bash parses the whole line before running it, so a command
+reading stdin gets only what ``is_input`` sends. ``source`` runs the command in the shell
+itself (``cd``, ``export``, ``declare`` persist) and lets the SIGINT trap's ``return 130``
+abandon the rest of it, loops included, as Ctrl-C does on an interactive command line.
 
 On timeout, a command blocked reading the shell's stdin (a prompt) is left running for
-``is_input`` to answer; anything else gets SIGINT on the whole process group. If the
-marker does not come back within a couple of seconds (a loop inside a shell function, a
-program that ignores SIGINT), the shell is killed and restarted in the last known
-directory, and the result says so.
+``is_input`` to answer; anything else gets SIGINT. If the marker does not come back
+within a couple of seconds (a loop inside a shell function, a program ignoring SIGINT),
+the shell is killed and restarted in the last known directory, and the result says so.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import signal
 import uuid
 from collections.abc import Mapping, Sequence
@@ -119,8 +118,9 @@ def pipe_id(stream: asyncio.StreamWriter) -> str:
     return f"pipe:[{os.fstat(pipe.fileno()).st_ino}]" if pipe is not None else ""
 
 
-def group_pids(pgid: int) -> list[int]:
-    """The group's processes, zombies left out."""
+def group_pids(pgid: int, *, skip_wrapper: bool = False) -> list[int]:
+    """The group's processes, zombies left out; ``skip_wrapper`` also leaves out the
+    leader and its direct children (bwrap and its in-sandbox init)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -128,8 +128,9 @@ def group_pids(pgid: int) -> list[int]:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
+            state, ppid, group = stat.rsplit(")", 1)[1].split()[:3]
+            wrapper = skip_wrapper and pgid in (int(entry), int(ppid))
+            if int(group) == pgid and state != "Z" and not wrapper:
                 pids.append(int(entry))
     return pids
 
@@ -148,10 +149,6 @@ def blocked_reading(pgid: int, stdin_id: str) -> bool:
         if len(call) > 1 and call[0] == str(_READ_SYSCALL) and int(call[1], 16) == 0:
             return True
     return False
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _marker_line(token: bytes, status: str) -> str:
@@ -181,6 +178,7 @@ class BashSession:
         max_output_chars: int,
         kill_grace_seconds: float = 1.0,
         init_script: str = "",
+        wrapped: bool = False,
     ) -> None:
         self._argv = list(argv)
         self._cwd_host = cwd
@@ -190,6 +188,7 @@ class BashSession:
         self._max_chars = max_output_chars
         self._grace = kill_grace_seconds
         self._init = _INIT + init_script
+        self._wrapped = wrapped  # argv starts bash through a wrapper that signals must skip
         self._lock = asyncio.Lock()
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -223,9 +222,7 @@ class BashSession:
             limit = self._default_timeout if timeout is None else timeout
             if is_input:
                 if self._pending is None:
-                    return self._result(
-                        "ERROR: No command is running, so there is nothing to send input to.", 1
-                    )
+                    return self._result("ERROR: No command is running to send input to.", 1)
                 if await self._send_input(command):
                     result = await self._collect(limit)
                     return dataclasses.replace(result, exit_code=-1)
@@ -237,7 +234,7 @@ class BashSession:
                 )
             else:
                 self._pending = uuid.uuid4().hex.encode()
-                line = f"builtin source <(builtin printf %s {_quote(command)}); "
+                line = f"builtin source <(builtin printf %s {shlex.quote(command)}); "
                 await self._write((line + _marker_line(self._pending, '"$?"')).encode())
             return await self._collect(limit)
 
@@ -266,7 +263,7 @@ class BashSession:
         self._reader = asyncio.create_task(self._read(proc.stdout), name=f"shell-{proc.pid}")
         self._stdin_id = pipe_id(proc.stdin)
         token = uuid.uuid4().hex.encode()
-        cd = f"cd -- {_quote(self._dir)} 2>/dev/null\n"
+        cd = f"cd -- {shlex.quote(self._dir)} 2>/dev/null\n"
         await self._write((self._init + cd + _marker_line(token, "0")).encode())
         loop = asyncio.get_running_loop()
         match = await self._wait_marker(token, loop.time() + _START_SECONDS)
@@ -300,15 +297,22 @@ class BashSession:
         """Write ``text`` (a line) to the running command, or signal it; True if signalled."""
         keys = {"C-c": signal.SIGINT, "C-z": signal.SIGTSTP, "C-\\": signal.SIGQUIT}
         if text.strip() in keys:
-            self._signal(keys[text.strip()])
+            await self._signal(keys[text.strip()])
             return True
         if text:
             await self._write(text.encode() + (b"" if text.endswith("\n") else b"\n"))
         return False
 
-    def _signal(self, sig: int) -> None:
-        if self._proc is not None:
+    async def _signal(self, sig: int) -> None:
+        """Signal the shell and its commands (never a wrapper: bwrap dies on SIGINT)."""
+        if self._proc is None:
+            return
+        if not self._wrapped:
             _killpg(self._proc.pid, sig)
+            return
+        for pid in await asyncio.to_thread(group_pids, self._proc.pid, skip_wrapper=True):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
 
     async def _wait_marker(self, token: bytes, deadline: float) -> Marker | None:
         loop = asyncio.get_running_loop()
@@ -342,14 +346,15 @@ class BashSession:
             return self._finish(match)
         if self._eof:
             return await self._after_exit()
-        if await asyncio.to_thread(self._blocked_on_input):
+        assert self._proc is not None
+        if await asyncio.to_thread(blocked_reading, self._proc.pid, self._stdin_id):
             text = self._out.take(self._max_chars)
             note = (
                 f"[The command produced no new output for {seconds:g} seconds and is waiting "
                 "for input. Send the input with is_input=true, or send C-c to interrupt it.]"
             )
             return self._result(_with_note(text, note), -1, timed_out=True)
-        self._signal(signal.SIGINT)
+        await self._signal(signal.SIGINT)
         match = await self._wait_marker(token, loop.time() + _RECOVER_SECONDS)
         if match is not None:
             return self._finish(
@@ -367,13 +372,12 @@ class BashSession:
 
     async def _restart(self, reason: str, *, timed_out: bool) -> CommandResult:
         text = self._out.take(self._max_chars)
+        if self._closed:  # close() killed the shell under a running command
+            return self._result(_with_note(text, "[The sandbox was closed.]"), -1, timed_out=True)
         await self._kill()
         await self._launch()
         note = f"[{reason}; a new shell was started in {self._dir}. Exported variables were lost.]"
         return self._result(_with_note(text, note), -1, timed_out=timed_out)
-
-    def _blocked_on_input(self) -> bool:
-        return self._proc is not None and blocked_reading(self._proc.pid, self._stdin_id)
 
     async def _kill(self) -> None:
         proc, reader = self._proc, self._reader

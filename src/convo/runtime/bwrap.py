@@ -1,0 +1,330 @@
+"""The bubblewrap sandbox: the persistent bash runs confined to its workspace.
+
+Inside, the agent sees a read-only ``/usr`` (plus the ``/bin``, ``/lib*`` links), an
+allow-list of ``/etc`` (no shadow files, ssh keys or package-manager credentials), its
+workspace read-write at ``/workspace`` (also ``$HOME``), a private size-capped tmpfs
+``/tmp``, a fresh ``/proc`` and a minimal ``/dev``. Nothing else of the host exists there:
+not the server's data directory or database, not other conversations' workspaces, not
+``/root``. Every namespace is new (``--unshare-all``); the network namespace is shared
+unless the factory says ``network=False``. A new PID namespace means ``close()`` (which
+kills bwrap, whose in-sandbox init then takes every process down with it) leaves nothing
+behind, not even processes that called ``setsid``.
+
+When the server runs as root, bwrap itself is started as an unprivileged uid (65534 by
+default): the sandbox's processes have that uid on the host too, no capabilities, no
+access to root-owned files, and a per-user-namespace process count that RLIMIT_NPROC can
+limit. That uid may not be allowed to walk the path to the workspace (``~/.convo`` under
+``/root``), so the launcher stages it first (see LAUNCHER); the workspace is chowned to
+the uid at start, and the file editor gives new files their directory's owner.
+Resource limits: see :mod:`convo.runtime.limits`.
+
+Caveat of ``network=True``: the sandbox shares the host's network namespace, so it can
+reach services listening on the host's loopback (this server's API, a local database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import sys
+from pathlib import Path, PurePosixPath
+
+from convo.errors import PathOutsideWorkspace, SandboxError, SandboxUnavailable
+from convo.runtime.base import CommandResult, SandboxSpec
+from convo.runtime.limits import ResourceLimits, SandboxCgroup
+from convo.runtime.process import DEFAULT_PATH, clean_env
+from convo.runtime.shell import BashSession
+
+MOUNT = PurePosixPath("/workspace")
+NOBODY = 65534
+_SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_ETC = {
+    "alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf", "debian_version",
+    "fonts", "gai.conf", "gitconfig", "group", "host.conf", "hostname", "hosts", "inputrc",
+    "locale.alias", "localtime", "magic", "magic.mime", "mime.types", "netconfig", "networks",
+    "nsswitch.conf", "os-release", "passwd", "perl", "profile", "protocols", "resolv.conf",
+    "services", "shells", "sgml", "ssl", "terminfo", "timezone", "vim", "xml",
+}  # fmt: skip
+_ETC_PREFIXES = ("java", "ld.so", "python")
+_MAX_LINKS = 40
+
+# Run as root by the server's own Python with -I -S (no site, no environment): joins the
+# cgroups, then - when it is to drop to an unprivileged uid, which may not be allowed to
+# walk the path to the workspace (e.g. under /root) - enters a private mount namespace,
+# covers COVER (a directory that does not contain the workspace) with a tmpfs and binds the
+# workspace at COVER/convo-workspace, for bwrap to bind at /workspace. Then it drops to the
+# uid and execs bwrap (an absolute path).
+_COVERS = ("/tmp", "/mnt", "/srv", "/media", "/opt")
+LAUNCHER = """
+import ctypes, os, sys
+procs, uid, workspace, cover = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+libc = ctypes.CDLL(None, use_errno=True)
+def check(result, what):
+    if result != 0:
+        raise OSError(ctypes.get_errno(), what)
+try:
+    for path in filter(None, procs.split(":")):
+        with open(path, "w") as handle:
+            handle.write(str(os.getpid()))
+    if uid >= 0:
+        stage = cover + "/convo-workspace"
+        check(libc.unshare(0x00020000), "unshare(CLONE_NEWNS)")
+        check(libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None), "make / private")
+        check(libc.mount(b"tmpfs", cover.encode(), b"tmpfs", 0, b"mode=0755,size=64k"), cover)
+        os.mkdir(stage, 0o755)
+        check(libc.mount(workspace.encode(), stage.encode(), None, 0x1000, None), "bind")
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    os.execv(sys.argv[5], sys.argv[5:])
+except OSError as exc:
+    print(f"convo sandbox launcher: {exc}", flush=True)
+    sys.exit(97)
+"""
+
+
+def _workspace_parts(path: PurePosixPath) -> list[str]:
+    """The components of ``path`` below /workspace (relative paths are below it already)."""
+    if not path.is_absolute():
+        return list(path.parts)
+    if path != MOUNT and MOUNT not in path.parents:
+        raise PathOutsideWorkspace(f"{path} is outside the workspace {MOUNT}")
+    return list(path.relative_to(MOUNT).parts)
+
+
+def resolve_in_sandbox(root: Path, path: str) -> Path:
+    """Resolve ``path`` as the sandbox sees it (symlinks included) to a host path below
+    ``root``; raises PathOutsideWorkspace if it leaves /workspace at any point."""
+    if "\0" in path:
+        raise PathOutsideWorkspace(f"Invalid path {path!r}")
+    todo = _workspace_parts(PurePosixPath(path))
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not done:
+                raise PathOutsideWorkspace(f"{path} is outside the workspace {MOUNT}")
+            done.pop()
+            continue
+        host = root.joinpath(*done, part)
+        if not host.is_symlink():
+            done.append(part)
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            raise PathOutsideWorkspace(f"Too many levels of symbolic links in {path}")
+        target = PurePosixPath(os.readlink(host))
+        if target.is_absolute():
+            done, todo = [], _workspace_parts(target) + todo
+        else:
+            todo = list(target.parts) + todo
+    return root.joinpath(*done)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Hand the workspace to the sandbox's uid (no symlinks followed, no hard links)."""
+    for directory, dirnames, filenames in os.walk(root):
+        for name in [None, *dirnames, *filenames]:
+            path = directory if name is None else os.path.join(directory, name)
+            info = os.lstat(path)
+            if info.st_uid == uid or (info.st_nlink > 1 and not os.path.isdir(path)):
+                continue
+            os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def bwrap_argv(
+    bwrap: str, *, workspace: str, network: bool, tmp_size_bytes: int | None
+) -> list[str]:
+    """The bwrap command line (without the command to run inside)."""
+    argv = [bwrap, "--die-with-parent", "--unshare-all", "--hostname", "sandbox"]
+    if network:
+        argv.append("--share-net")
+    argv += ["--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
+    for name in _SYSTEM_LINKS:
+        host = Path("/") / name
+        if host.is_symlink():
+            argv += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            argv += ["--ro-bind", str(host), str(host)]
+    argv += ["--dir", "/etc"]
+    for name in sorted(os.listdir("/etc")):
+        if name in _ETC or name.startswith(_ETC_PREFIXES):
+            argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    argv += ["--bind", workspace, str(MOUNT)]
+    if tmp_size_bytes is not None:
+        argv += ["--size", str(tmp_size_bytes)]
+    argv += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", "--chdir", str(MOUNT)]
+    return [*argv, "--remount-ro", "/"]  # the sandbox's own root (a tmpfs) too
+
+
+def sandbox_uid(uid: int | None) -> int:
+    """The host uid the sandbox runs as; -1 keeps the server's (when it is not root)."""
+    if uid is not None:
+        return uid
+    return NOBODY if os.geteuid() == 0 else -1
+
+
+def launch_argv(
+    bwrap: str,
+    *,
+    workspace: Path,
+    network: bool,
+    tmp_size_bytes: int | None,
+    uid: int,
+    cgroup_procs: list[str],
+) -> list[str]:
+    """Launcher (join cgroups, drop to ``uid``) + bwrap, ending in ``--``: append the
+    command. Raises SandboxUnavailable when ``bwrap`` is not installed."""
+    binary = shutil.which(bwrap, path=DEFAULT_PATH)
+    if binary is None:
+        raise SandboxUnavailable(f"{bwrap} not found; install bubblewrap")
+    usable = (c for c in _COVERS if Path(c).is_dir() and not workspace.is_relative_to(c))
+    cover = next(usable, "")
+    if uid >= 0 and not cover:
+        raise SandboxUnavailable(f"No directory to stage the workspace in among {_COVERS}")
+    source = f"{cover}/convo-workspace" if uid >= 0 else str(workspace)
+    inner = bwrap_argv(binary, workspace=source, network=network, tmp_size_bytes=tmp_size_bytes)
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, ":".join(cgroup_procs), str(uid)]
+    return [*launcher, str(workspace), cover, *inner, "--"]
+
+
+class BwrapSandbox:
+    """One conversation's workspace and shell, inside bubblewrap."""
+
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        *,
+        bwrap: str = "bwrap",
+        network: bool = True,
+        limits: ResourceLimits | None = None,
+        uid: int | None = None,
+        kill_grace_seconds: float = 1.0,
+    ) -> None:
+        self._spec = spec
+        self._bwrap = bwrap
+        self._network = network
+        self._limits = limits or ResourceLimits()
+        self._uid = sandbox_uid(uid)
+        self._grace = kill_grace_seconds
+        self._root = spec.workspace.expanduser().absolute()
+        self._session: BashSession | None = None
+        self._cgroup: SandboxCgroup | None = None
+        self._closed = False
+
+    @property
+    def workspace_path(self) -> str:
+        return str(MOUNT)
+
+    @property
+    def shell_pid(self) -> int | None:
+        """The pid (on the host) of the launcher/bwrap process leading the shell's group."""
+        return self._session.pid if self._session else None
+
+    @property
+    def enforced_limits(self) -> list[str]:
+        """The per-sandbox cgroup limits this machine let us set (empty: rlimits only)."""
+        return list(self._cgroup.enforced) if self._cgroup else []
+
+    async def start(self) -> None:
+        if self._closed:
+            raise SandboxError("The sandbox is closed")
+        if self._session is not None:
+            return
+        try:
+            argv = await asyncio.to_thread(self._prepare)
+            session = BashSession(
+                argv,
+                cwd=Path("/"),
+                env=clean_env(str(MOUNT), self._spec.env),
+                start_dir=str(MOUNT),
+                default_timeout=self._spec.command_timeout_seconds,
+                max_output_chars=self._spec.max_output_chars,
+                kill_grace_seconds=self._grace,
+                init_script=self._limits.ulimit_script(),
+                wrapped=True,
+            )
+            await session.start()
+        except SandboxError as exc:
+            await self.close()
+            raise SandboxUnavailable(f"bubblewrap sandbox failed to start: {exc}") from exc
+        except OSError as exc:
+            await self.close()
+            raise SandboxUnavailable(f"bubblewrap sandbox failed to start: {exc}") from exc
+        self._session = session
+
+    def _prepare(self) -> list[str]:
+        """Blocking: workspace, ownership, cgroup; returns the launcher command line."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._root = self._root.resolve(strict=True)
+        if self._uid >= 0:
+            _chown_tree(self._root, self._uid, self._uid)
+        label = "convo-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
+        self._cgroup = SandboxCgroup.create(label, self._limits)
+        argv = launch_argv(
+            self._bwrap,
+            workspace=self._root,
+            network=self._network,
+            tmp_size_bytes=self._limits.tmp_size_bytes,
+            uid=self._uid,
+            cgroup_procs=self._cgroup.procs_files,
+        )
+        return [*argv, "bash", "--noprofile", "--norc"]
+
+    async def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the Sandbox protocol's signature
+        is_input: bool = False,
+    ) -> CommandResult:
+        if self._session is None:
+            raise SandboxError("The sandbox has not been started")
+        return await self._session.run(command, timeout=timeout, is_input=is_input)
+
+    def host_path(self, path: str) -> Path:
+        return resolve_in_sandbox(self._root, path)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+        cgroup, self._cgroup = self._cgroup, None
+        if cgroup is not None:
+            await asyncio.to_thread(cgroup.remove)
+
+
+class BwrapSandboxFactory:
+    """Creates bubblewrap sandboxes (runtime ``sandbox``)."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        *,
+        bwrap: str = "bwrap",
+        network: bool = True,
+        limits: ResourceLimits | None = None,
+        uid: int | None = None,
+        kill_grace_seconds: float = 1.0,
+    ) -> None:
+        self._bwrap = bwrap
+        self.network = network
+        self.limits = limits or ResourceLimits()
+        self._uid = uid
+        self._grace = kill_grace_seconds
+
+    def create(self, spec: SandboxSpec) -> BwrapSandbox:
+        return BwrapSandbox(
+            spec,
+            bwrap=self._bwrap,
+            network=self.network,
+            limits=self.limits,
+            uid=self._uid,
+            kill_grace_seconds=self._grace,
+        )
