@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from convo.llm.scripted_server import ScriptedLLMServer, http_error, tool_call
 from tests.api.conftest import ServeFactory, wait_for
 
@@ -21,8 +23,9 @@ async def _events(client: Any, cid: str) -> list[dict[str, Any]]:
             return events
 
 
+@pytest.mark.parametrize("runtime", ["process", "sandbox"])
 async def test_agent_runs_a_command_edits_a_file_and_finishes(
-    server_factory: ServeFactory,
+    server_factory: ServeFactory, runtime: str
 ) -> None:
     script = [
         tool_call("execute_bash", {"command": "echo hello > greet.txt && cat greet.txt"}),

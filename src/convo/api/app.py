@@ -66,10 +66,17 @@ def _default_storage(settings: Settings) -> Storage:
     return open_storage(settings.resolved_database_url())
 
 
-def _default_sandbox_factory(settings: Settings) -> SandboxFactory:  # noqa: ARG001
-    from convo.runtime.process import ProcessSandboxFactory
+async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, str | None]:
+    """The runtime chosen by CONVO_RUNTIME, and a warning to show when it is unconfined."""
+    from convo.runtime.select import choose_sandbox_factory
 
-    return ProcessSandboxFactory()
+    factory = await asyncio.to_thread(choose_sandbox_factory, settings.runtime)
+    if factory.name == "process":
+        return factory, (
+            "agent commands run unconfined on this host (runtime 'process'): install "
+            "bubblewrap and use CONVO_RUNTIME=auto or sandbox to confine them"
+        )
+    return factory, None
 
 
 def _default_llm_factory() -> LLMClientFactory:
@@ -87,7 +94,13 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         storage = chosen.storage or _default_storage(settings)
         await storage.migrate()
         bus = chosen.bus or LocalEventBus()
-        sandbox_factory = chosen.sandbox_factory or _default_sandbox_factory(settings)
+        if chosen.sandbox_factory is not None:
+            sandbox_factory, runtime_warning = chosen.sandbox_factory, None
+        else:
+            sandbox_factory, runtime_warning = await _default_sandbox_factory(settings)
+            if runtime_warning:
+                logger.warning("%s", runtime_warning)
+        app.state.runtime_warning = runtime_warning
         manager = ConversationManager(
             settings=settings,
             storage=storage,

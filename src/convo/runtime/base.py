@@ -32,8 +32,13 @@ class Sandbox(Protocol):
     async def start(self) -> None:
         """Create the workspace and the shell; raises SandboxError on failure."""
 
-    async def run(self, command: str, *, timeout: float | None = None,
-                  is_input: bool = False) -> CommandResult:
+    async def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the tool's own per-command timeout
+        is_input: bool = False,
+    ) -> CommandResult:
         """Run one command in the persistent shell; cwd and environment persist.
 
         ``is_input`` sends the text to a still-running command instead. On timeout the
