@@ -112,3 +112,27 @@ async def test_an_unknown_branch_is_a_clear_error(
     remote = RepositoryRemote("owner/repo", ProviderType.GITLAB, TOKEN, git_server.base_url)
     with pytest.raises(RepositoryError, match="Could not check out branch 'nope'"):
         await Checkout(sandbox, emit, remote, RepositoryOptions()).clone("nope")
+
+
+async def test_setup_script_output_is_shown_and_a_hung_script_times_out(
+    sandbox: ProcessSandbox, git_server: GitServer
+) -> None:
+    events: list[Event] = []
+
+    async def emit(event: Event) -> Event:
+        stored = event.stored(len(events))
+        events.append(stored)
+        return stored
+
+    remote = RepositoryRemote("owner/repo", ProviderType.GITLAB, TOKEN, git_server.base_url)
+    checkout = Checkout(sandbox, emit, remote, RepositoryOptions(setup_timeout_seconds=1))
+    await checkout.clone("main")
+    script = Path(sandbox.workspace_path) / "repo" / ".openhands" / "setup.sh"
+    script.write_text("echo before-the-hang\nsleep 30\n")
+    result = await checkout.run_setup_script()
+    assert result is not None and result.timed_out
+    observation = events[-1]
+    assert observation.observation == "run" and observation.cause == events[-2].id
+    assert "before-the-hang" in str(observation.content)
+    assert "timed out" in str((observation.extras or {})["metadata"]["suffix"])
+    assert (await sandbox.run("echo still-usable")).output.strip() == "still-usable"
