@@ -22,6 +22,7 @@ from convo.domain.conversation import (
     ConversationMetadata,
     ConversationStatus,
     ConversationTrigger,
+    ProviderType,
 )
 from convo.errors import ConversationNotFound, ConvoError
 from convo.services.conversations import (
@@ -65,6 +66,34 @@ def _error(status_code: int, body: dict[str, object]) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
 
 
+async def _start(
+    manager: ConversationManager,
+    conversation_id: str,
+    user_id: str | None,
+    providers_set: list[ProviderType] | None = None,
+) -> ConversationResponse | JSONResponse:
+    """Start (or find running) a conversation's loop, answered as OpenHands answers it."""
+    try:
+        status = await manager.start(conversation_id, user_id, providers_set)
+    except ConversationNotFound:
+        return _error(404, {"status": "error", "conversation_id": conversation_id})
+    except ServerShuttingDown:
+        raise  # 503: retry once the server is back
+    except ConvoError as exc:
+        logger.error("starting %s failed: %s", conversation_id, exc)
+        return _error(
+            500,
+            {
+                "status": "error",
+                "conversation_id": conversation_id,
+                "message": f"Failed to start conversation: {exc}",
+            },
+        )
+    return ConversationResponse(
+        status="ok", conversation_id=conversation_id, conversation_status=status
+    )
+
+
 @router.post("", response_model=ConversationResponse)
 async def new_conversation(
     body: InitSessionRequest, manager: ManagerDep, settings: SettingsDep, user_id: UserIdDep
@@ -98,21 +127,7 @@ async def new_conversation(
             trigger=trigger,
         ),
     )
-    try:
-        status = await manager.start(conversation_id, user_id)
-    except ConvoError as exc:
-        logger.error("starting %s failed: %s", conversation_id, exc)
-        return _error(
-            500,
-            {
-                "status": "error",
-                "conversation_id": conversation_id,
-                "message": f"Failed to start conversation: {exc}",
-            },
-        )
-    return ConversationResponse(
-        status="ok", conversation_id=conversation_id, conversation_status=status
-    )
+    return await _start(manager, conversation_id, user_id)
 
 
 @router.get("", response_model=ConversationInfoResultSet)
@@ -187,25 +202,7 @@ async def start_conversation(
     user_id: UserIdDep,
 ) -> ConversationResponse | JSONResponse:
     """Start an agent loop for a conversation; if it already runs, return its status."""
-    try:
-        status = await manager.start(conversation_id, user_id, body.providers_set)
-    except ConversationNotFound:
-        return _error(404, {"status": "error", "conversation_id": conversation_id})
-    except ServerShuttingDown:
-        raise  # 503: retry once the server is back
-    except ConvoError as exc:
-        logger.error("starting %s failed: %s", conversation_id, exc)
-        return _error(
-            500,
-            {
-                "status": "error",
-                "conversation_id": conversation_id,
-                "message": f"Failed to start conversation: {exc}",
-            },
-        )
-    return ConversationResponse(
-        status="ok", conversation_id=conversation_id, conversation_status=status
-    )
+    return await _start(manager, conversation_id, user_id, body.providers_set)
 
 
 @router.post("/{conversation_id}/stop", response_model=ConversationResponse)
