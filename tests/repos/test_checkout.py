@@ -136,3 +136,40 @@ async def test_setup_script_output_is_shown_and_a_hung_script_times_out(
     assert "before-the-hang" in str(observation.content)
     assert "timed out" in str((observation.extras or {})["metadata"]["suffix"])
     assert (await sandbox.run("echo still-usable")).output.strip() == "still-usable"
+
+
+async def test_the_checkout_works_inside_the_bubblewrap_sandbox(
+    git_server: GitServer, tmp_path: Path
+) -> None:
+    """Git runs in the sandbox's shell: the clone lands in /workspace/repo there, setup.sh
+    runs confined, and a push authenticates through the credential helper."""
+    bwrap = pytest.importorskip("convo.runtime.bwrap")
+    select = pytest.importorskip("convo.runtime.select")
+    if not select.bwrap_available():
+        pytest.skip("bubblewrap cannot run here")
+    env = {"GITHUB_TOKEN": TOKEN}
+    box = bwrap.BwrapSandboxFactory().create(SandboxSpec("c2", tmp_path / "ws", env=env))
+    await box.start()
+    try:
+        events: list[Event] = []
+
+        async def emit(event: Event) -> Event:
+            stored = event.stored(len(events))
+            events.append(stored)
+            return stored
+
+        remote = RepositoryRemote("owner/repo", ProviderType.GITHUB, TOKEN, git_server.base_url)
+        checkout = Checkout(box, emit, remote, RepositoryOptions())
+        assert await checkout.clone("feature") == "feature"
+        await checkout.run_setup_script()
+        assert checkout.path == "/workspace/repo"
+        assert (tmp_path / "ws" / "repo" / "setup-ran.marker").exists()
+        pushed = await box.run(
+            "cd /workspace/repo && git commit -qm w --allow-empty && "
+            "git push -q origin HEAD:refs/heads/from-bwrap 2>&1"
+        )
+        assert pushed.exit_code == 0, pushed.output
+        assert TOKEN not in (tmp_path / "ws" / "repo" / ".git" / "config").read_text()
+        assert TOKEN not in str([e.to_wire() for e in events])
+    finally:
+        await box.close()
