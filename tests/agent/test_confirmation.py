@@ -15,6 +15,7 @@ from convo.llm.scripted import ScriptedLLM, text_response, tool_response
 from convo.runtime.fake import FakeSandbox
 from tests.agent.conftest import HarnessFactory
 from tests.api.conftest import make_settings, serve, wait_for
+from tests.stream.helpers import FakeSandboxFactory, SocketClient
 
 CONFIRM = AgentConfig(confirmation_mode=True)
 
@@ -206,3 +207,34 @@ async def test_confirm_and_reject_over_post_events(tmp_path: Path) -> None:
             else:
                 assert not (workspace / "rejected.txt").exists()
                 assert any(e.get("observation") == "user_rejected" for e in await events(cid))
+
+
+async def test_confirm_over_the_socket(tmp_path: Path) -> None:
+    llm = ScriptedLLM([_bash("echo over-socket"), tool_response("finish", {"message": "done"})])
+    factory = FakeSandboxFactory()
+    overrides = Overrides(sandbox_factory=factory, llm_factory=lambda _config: llm)
+    async with serve(make_settings(tmp_path), overrides) as server:
+        await server.manager.storage.settings.save_settings(
+            None, UserSettings(confirmation_mode=True)
+        )
+        created = await server.client.post("/api/conversations", json={"initial_user_msg": "Go."})
+        cid = created.json()["conversation_id"]
+        client = SocketClient(server.base_url)
+        await client.connect(cid, latest_event_id=-1)
+
+        def reached(state: str) -> bool:
+            return any(e.get("extras", {}).get("agent_state") == state for e in client.events)
+
+        try:
+            await wait_for(lambda: reached("awaiting_user_confirmation"), timeout=20)
+            waiting = [e for e in client.events if e.get("action") == "run"]
+            assert waiting[-1]["args"]["confirmation_state"] == "awaiting_confirmation"
+            await client.sio.emit(
+                "oh_user_action",
+                {"action": "change_agent_state", "args": {"agent_state": "user_confirmed"}},
+            )
+            await wait_for(lambda: reached("finished"), timeout=20)
+            ran = [e for e in client.events if e.get("observation") == "run"]
+            assert ran and ran[-1]["extras"]["command"] == "echo over-socket"
+        finally:
+            await client.disconnect()
