@@ -10,6 +10,7 @@ def configure_logging(level: str = "INFO") -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # litellm is chatty at INFO and may echo request bodies; keep it to warnings.
-    for noisy in ("LiteLLM", "litellm", "httpx"):
+    # litellm may echo request bodies, and the database drivers log bound SQL parameters
+    # (saved tokens and keys among them) at DEBUG: keep all of them to warnings.
+    for noisy in ("LiteLLM", "litellm", "httpx", "aiosqlite", "asyncpg", "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
