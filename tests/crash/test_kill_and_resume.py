@@ -66,7 +66,7 @@ async def _crash_scenario(workdir: Path, database_url: str | None) -> None:
         "data_dir": str(workdir / "data"),
         "llm_model": "openai/scripted",
         "llm_base_url": llm.base_url,
-        "llm_api_key": "k",
+        "llm_api_key": "bench-key-0123",
         "llm_num_retries": "0",
         "runtime": "process",
         "reconcile_interval_seconds": "1",

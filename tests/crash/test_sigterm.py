@@ -34,7 +34,7 @@ async def test_sigterm_with_20_running_conversations(tmp_path: Path) -> None:
             "data_dir": str(tmp_path / "data"),
             "llm_model": "openai/scripted",
             "llm_base_url": llm.base_url,
-            "llm_api_key": "k",
+            "llm_api_key": "bench-key-0123",
             "runtime": "process",
             "max_concurrent_conversations": str(CONVERSATIONS + 5),
             "shutdown_grace_seconds": str(GRACE_SECONDS),
