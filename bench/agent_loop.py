@@ -62,6 +62,9 @@ async def steps_per_second(
                     for _ in range(conversations)
                 )
             )
+            failed = [r for r in created if r.status_code != 200]
+            if failed:
+                raise RuntimeError(f"{len(failed)} creates failed, e.g. {failed[0].text[:300]}")
             ids = [r.json()["conversation_id"] for r in created]
             done: dict[str, list[dict[str, Any]]] = {}
             for _ in range(600):  # at most about two minutes

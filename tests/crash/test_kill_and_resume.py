@@ -4,10 +4,12 @@ The real server runs as a subprocess (``python -m convo serve``) against a scrip
 server subprocess, on SQLite and on PostgreSQL. A client polls ``/events`` all along: every
 event it received must still be there after each restart, with gap-free unique ids; the
 conversation must be running again straight after the restart (never stuck) and finish.
+Both backends run at the same time, each with its own servers, data and database.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -116,11 +118,17 @@ async def _crash_scenario(workdir: Path, database_url: str | None) -> None:
         await llm.stop()
 
 
-async def test_kill_9_and_resume_on_sqlite(tmp_path: Path) -> None:
-    await _crash_scenario(tmp_path, None)
-
-
 @pytest.mark.postgres
-async def test_kill_9_and_resume_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+async def test_kill_9_and_resume_on_sqlite_and_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Both backends at once (separate servers, data and databases), to keep the suite fast."""
     async with fresh_postgres_database(postgres_url) as url:
-        await _crash_scenario(tmp_path, url)
+        outcomes = await asyncio.gather(
+            _crash_scenario(tmp_path / "sqlite", None),
+            _crash_scenario(tmp_path / "postgresql", url),
+            return_exceptions=True,
+        )
+    for backend, outcome in zip(("SQLite", "PostgreSQL"), outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            raise AssertionError(f"on {backend}: {outcome!r}") from outcome
