@@ -156,12 +156,18 @@ def change_agent_state_action(state: AgentState, source: EventSource) -> Event:
 
 # --- secret masking ----------------------------------------------------------------------
 _TOP_LEVEL_KEPT = {"id", "timestamp", "source", "cause", "action", "observation"}
+# Shorter values are hidden only where a whole string equals them: replacing every "k" or
+# "ab" inside every text would destroy the events while protecting nothing.
+MIN_SUBSTRING_SECRET = 4
 
 
 def _mask_value(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
-            value = value.replace(secret, SECRET_PLACEHOLDER)
+            if len(secret) >= MIN_SUBSTRING_SECRET:
+                value = value.replace(secret, SECRET_PLACEHOLDER)
+            elif value == secret:
+                return SECRET_PLACEHOLDER
         return value
     if isinstance(value, dict):
         return {k: _mask_value(v, secrets) for k, v in value.items()}

@@ -6,9 +6,8 @@ Every SQLAlchemy or driver error is translated into StorageError here.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -78,14 +77,37 @@ def completes_when_cancelled(
     return shielded
 
 
-class SqlConversationStore:
+class WriteGate:
+    """Where write transactions begin.
+
+    SQLite takes one writer at a time; writers in this process queue on an asyncio lock
+    instead of in SQLite's busy handler, which fails them after its timeout under load.
+    PostgreSQL takes concurrent writers and gets no lock.
+    """
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._lock = asyncio.Lock() if is_sqlite(engine) else None
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        if self._lock is None:
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        async with self._lock, self._engine.begin() as conn:
+            yield conn
+
+
+class SqlConversationStore:
+    def __init__(self, engine: AsyncEngine, gate: WriteGate | None = None) -> None:
+        self._engine = engine
+        self._gate = gate or WriteGate(engine)
 
     @completes_when_cancelled
     async def create(self, metadata: ConversationMetadata) -> None:
         with translate_errors(f"Creating conversation {metadata.conversation_id}"):
-            async with self._engine.begin() as conn:
+            async with self._gate.begin() as conn:
                 await conn.execute(
                     insert(conversations).values(**codec.metadata_to_row(metadata), next_event_id=0)
                 )
@@ -101,7 +123,6 @@ class SqlConversationStore:
             raise RecordNotFound(f"Conversation {conversation_id} not found")
         return codec.metadata_from_row(row)
 
-    @completes_when_cancelled
     async def save(self, metadata: ConversationMetadata) -> None:
         row = codec.metadata_to_row(metadata)
         await self._update(metadata.conversation_id, row, "Saving")
@@ -113,7 +134,7 @@ class SqlConversationStore:
     async def _update(self, conversation_id: str, values: dict[str, Any], verb: str) -> None:
         key = conversations.c.conversation_id
         with translate_errors(f"{verb} conversation {conversation_id}"):
-            async with self._engine.begin() as conn:
+            async with self._gate.begin() as conn:
                 if values:
                     stmt = update(conversations).where(key == conversation_id).values(**values)
                     result = await conn.execute(stmt.returning(key))
@@ -126,7 +147,7 @@ class SqlConversationStore:
     @completes_when_cancelled
     async def delete(self, conversation_id: str) -> bool:
         with translate_errors(f"Deleting conversation {conversation_id}"):
-            async with self._engine.begin() as conn:
+            async with self._gate.begin() as conn:
                 # Explicit, so it does not depend on the backend enforcing ON DELETE CASCADE.
                 await conn.execute(
                     delete(events).where(events.c.conversation_id == conversation_id)
@@ -188,33 +209,17 @@ class SqlEventStore:
     """Ids come from the conversation row's ``next_event_id`` counter, moved in the same
     transaction as the insert: gap-free, and unique because the UPDATE locks the row.
 
-    SQLite allows one writer at a time; appends to one conversation are also queued
-    in-process so that they wait on a lock rather than in SQLite's busy handler.
+    On SQLite, writers queue in-process on the storage's WriteGate.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, gate: WriteGate | None = None) -> None:
         self._engine = engine
-        self._serialize = is_sqlite(engine)
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    def _lock(self, conversation_id: str) -> asyncio.Lock:
-        lock = self._locks.get(conversation_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[conversation_id] = lock
-        return lock
+        self._gate = gate or WriteGate(engine)
 
     @completes_when_cancelled
     async def append(self, conversation_id: str, event: Event) -> Event:
-        if not self._serialize:
-            return await self._append(conversation_id, event)
-        lock = self._lock(conversation_id)  # a strong reference for the duration
-        async with lock:
-            return await self._append(conversation_id, event)
-
-    async def _append(self, conversation_id: str, event: Event) -> Event:
         with translate_errors(f"Appending an event to conversation {conversation_id}"):
-            async with self._engine.begin() as conn:
+            async with self._gate.begin() as conn:
                 event_id = await self._claim_id(conn, conversation_id)
                 stored = event.stored(event_id, event.timestamp or now_iso())
                 await conn.execute(
@@ -272,8 +277,9 @@ class SqlEventStore:
 
 
 class SqlSettingsStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, gate: WriteGate | None = None) -> None:
         self._engine = engine
+        self._gate = gate or WriteGate(engine)
 
     async def load_settings(self, user_id: str | None) -> UserSettings | None:
         data = await self._load(user_settings, user_id)
@@ -306,7 +312,7 @@ class SqlSettingsStore:
             set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at},
         )
         with translate_errors(f"Saving {table.name}"):
-            async with self._engine.begin() as conn:
+            async with self._gate.begin() as conn:
                 await conn.execute(stmt)
 
 
@@ -315,9 +321,10 @@ class SqlStorage:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.conversations: ConversationStore = SqlConversationStore(engine)
-        self.events: EventStore = SqlEventStore(engine)
-        self.settings: SettingsStore = SqlSettingsStore(engine)
+        gate = WriteGate(engine)  # one per database: all stores' writers queue together
+        self.conversations: ConversationStore = SqlConversationStore(engine, gate)
+        self.events: EventStore = SqlEventStore(engine, gate)
+        self.settings: SettingsStore = SqlSettingsStore(engine, gate)
 
     @classmethod
     def from_url(cls, url: str) -> SqlStorage:
