@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     )
 
     # repositories
-    git_user_name: str = Field(default="openhands", description="Local git identity in clones.")
-    git_user_email: str = Field(default="openhands@all-hands.dev")
+    git_user_name: str = Field(default="convo-agent", description="Local git identity in clones.")
+    git_user_email: str = Field(default="convo-agent@localhost")
     clone_timeout_seconds: float = Field(default=300.0, gt=0)
     setup_script_timeout_seconds: float = Field(
         default=600.0, gt=0, description="For a repository's .openhands/setup.sh."

@@ -58,8 +58,8 @@ class RepositoryError(SandboxError):
 
 @dataclass(frozen=True)
 class RepositoryOptions:
-    git_user_name: str = "openhands"
-    git_user_email: str = "openhands@all-hands.dev"
+    git_user_name: str = "convo-agent"
+    git_user_email: str = "convo-agent@localhost"
     clone_timeout_seconds: float = 300.0
     setup_timeout_seconds: float = 600.0
 
