@@ -14,8 +14,6 @@ import contextlib
 import datetime
 import os
 import platform
-import shutil
-import subprocess
 import tempfile
 import time
 import traceback
@@ -25,9 +23,10 @@ from typing import Any
 
 import psutil
 
-from bench import agent_loop, server_figures, storage_figures
+from bench import agent_loop, sandbox_figures, server_figures, storage_figures
 from bench.harness import ConvoServer
 from bench.pg import DEFAULT_URL, databases, reachable
+from convo.runtime.select import bwrap_available
 
 UrlFactory = Callable[[], Awaitable[str | None]]
 
@@ -80,16 +79,9 @@ async def measure_backend(
     return figures
 
 
-def bwrap_works() -> bool:
-    if shutil.which("bwrap") is None:
-        return False
-    probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "true"]
-    return subprocess.run(probe, capture_output=True, check=False, timeout=10).returncode == 0
-
-
 async def sandbox_runtime_available(root: Path) -> bool:
     """Whether ``CONVO_RUNTIME=sandbox`` gives a bubblewrap sandbox on this machine."""
-    if not bwrap_works():
+    if not await asyncio.to_thread(bwrap_available):
         return False
     settings = server_figures.server_settings(root, None, runtime="sandbox")
     server = ConvoServer(root, settings)
@@ -231,8 +223,12 @@ async def main(args: argparse.Namespace) -> None:
         else:
             print("PostgreSQL: not reachable, skipped", flush=True)
         footprint = await measure_footprint(root, args.quick)
+        print("sandboxed workspaces:", flush=True)
+        workspaces = await sandbox_figures.run(10 if args.quick else 20)
     print(f"\n(took {time.perf_counter() - began:.0f} s)\n")
     print(render(results, footprint, args.quick))
+    print("\nworkspace preparation (create → shell ready → first command), one at a time:")
+    print(sandbox_figures.format_rows(workspaces))
 
 
 if __name__ == "__main__":

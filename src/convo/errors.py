@@ -5,6 +5,8 @@
     │   ├── ConversationNotFound
     │   ├── InvalidConversationId
     │   ├── ConversationNotRunning
+    │   ├── UnsupportedUserAction
+    │   ├── ServerShuttingDown
     │   └── StartFailed
     ├── StorageError                 storage adapters
     │   └── RecordNotFound
@@ -56,6 +58,19 @@ class ConversationNotRunning(ConversationError):
     def __init__(self, conversation_id: str) -> None:
         super().__init__(f"Conversation {conversation_id} is not running")
         self.conversation_id = conversation_id
+
+
+class UnsupportedUserAction(ConversationError):
+    """A client sent an event users may not send."""
+
+
+class ServerShuttingDown(ConversationError):
+    """The server is shutting down and starts no conversation."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down and accepts no new starts; retry once it is back"
+        )
 
 
 class StartFailed(ConversationError):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from convo.errors import ServerShuttingDown
 from convo.llm.base import LLMResponse
 from convo.llm.scripted import ScriptedLLM, tool_response
-from convo.services.conversations import NewConversation, ServerShuttingDown
+from convo.services.conversations import NewConversation
 from convo.storage.memory import MemoryStorage
 from tests.services.conftest import FakeSandboxFactory, make_manager, make_settings, wait_until
 

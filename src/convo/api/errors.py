@@ -14,9 +14,10 @@ from convo.errors import (
     InvalidConversationId,
     LLMError,
     SandboxError,
+    ServerShuttingDown,
     StorageError,
+    UnsupportedUserAction,
 )
-from convo.services.conversations import ServerShuttingDown, UnsupportedUserAction
 
 logger = logging.getLogger(__name__)
 

@@ -37,16 +37,15 @@ from convo.domain.events import (
     Event,
     EventSource,
     agent_state_changed,
-    change_agent_state_action,
     error_observation,
     message_action,
 )
 from convo.domain.ids import is_safe_conversation_id, new_conversation_id
 from convo.errors import (
-    ConversationError,
     ConversationNotFound,
     InvalidConversationId,
     RecordNotFound,
+    ServerShuttingDown,
 )
 from convo.llm.base import LLMClientFactory
 from convo.runtime.base import SandboxFactory
@@ -57,26 +56,13 @@ from convo.services.recovery import Supervisor
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
 from convo.services.shutdown import stop_gracefully
 from convo.services.user_config import resolve_config
+from convo.services.user_events import parse_user_event, title_from_text
 from convo.storage.base import Storage
 
 logger = logging.getLogger(__name__)
 
 TOO_MANY = "AGENT_ERROR$TOO_MANY_CONVERSATIONS"
 _STOP_TIMEOUT = 10.0
-_ACCEPTED_USER_ACTIONS = {ActionType.MESSAGE.value, ActionType.CHANGE_AGENT_STATE.value}
-
-
-class UnsupportedUserAction(ConversationError):
-    """A client sent an action type users may not send."""
-
-
-class ServerShuttingDown(ConversationError):
-    """The server is shutting down and starts no conversation."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The server is shutting down and accepts no new starts; retry once it is back"
-        )
 
 
 @dataclass(frozen=True)
@@ -306,33 +292,16 @@ class ConversationManager:
     async def send_user_event(self, conversation_id: str, data: dict[str, Any]) -> Event:
         """A user event from a client: stored, then handed to the loop (started if needed)."""
         metadata = await self.get_metadata(conversation_id)
-        action = data.get("action")
-        if action not in _ACCEPTED_USER_ACTIONS:
-            raise UnsupportedUserAction(
-                f"Unsupported action {action!r}: clients may send 'message' or 'change_agent_state'"
-            )
-        args = data.get("args") or {}
-        if action == ActionType.MESSAGE:
-            content = str(args.get("content", ""))
-            event = message_action(
-                content, EventSource.USER, image_urls=list(args.get("image_urls") or [])
-            )
-            await self._maybe_set_title(conversation_id, content, metadata)
-        else:
-            try:
-                state = AgentState(str(args.get("agent_state")))
-            except ValueError:
-                raise UnsupportedUserAction(
-                    f"Unknown agent_state {args.get('agent_state')!r}"
-                ) from None
-            event = change_agent_state_action(state, EventSource.USER)
+        event = parse_user_event(data)
+        if event.action == ActionType.MESSAGE:
+            await self._maybe_set_title(conversation_id, event.message, metadata)
         running = self._running.get(conversation_id)
         secrets = running.config.secret_values() if running is not None else ()
         stored = await self._log.append(conversation_id, event, secrets)
         if running is not None:
             running.touch()
             running.inbox.put_nowait(stored)
-        elif action == ActionType.MESSAGE:
+        elif event.action == ActionType.MESSAGE:
             await self.start(conversation_id, metadata.user_id)
         return stored
 
@@ -399,11 +368,9 @@ class ConversationManager:
         self, conversation_id: str, text: str, metadata: ConversationMetadata | None = None
     ) -> None:
         metadata = metadata or await self.get_metadata(conversation_id)
-        if metadata.title != default_title(conversation_id) or not text.strip():
-            return
-        line = " ".join(text.split())
-        title = line if len(line) <= 30 else line[:30].rstrip() + "..."
-        await self.update_title(conversation_id, title)
+        title = title_from_text(text)
+        if metadata.title == default_title(conversation_id) and title:
+            await self.update_title(conversation_id, title)
 
     async def _on_event(self, running: RunningConversation, event: Event) -> None:
         await self.metadata.on_event(running.conversation_id, event)

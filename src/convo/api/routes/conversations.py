@@ -24,12 +24,8 @@ from convo.domain.conversation import (
     ConversationTrigger,
     ProviderType,
 )
-from convo.errors import ConversationNotFound, ConvoError
-from convo.services.conversations import (
-    ConversationManager,
-    NewConversation,
-    ServerShuttingDown,
-)
+from convo.errors import ConversationNotFound, ConvoError, ServerShuttingDown
+from convo.services.conversations import ConversationManager, NewConversation
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
