@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from convo.domain.conversation import AgentState, UserSettings
 from convo.errors import ServerShuttingDown
 from convo.llm.base import LLMResponse
 from convo.llm.scripted import ScriptedLLM, tool_response
@@ -81,3 +82,26 @@ async def test_metadata_is_flushed_on_shutdown(tmp_path: Path) -> None:
     after = (await storage.conversations.get(conversation_id)).last_updated_at
     assert after > before
     assert manager.metadata.pending(conversation_id) == {}
+
+
+async def test_an_action_waiting_for_confirmation_does_not_hold_up_shutdown(
+    tmp_path: Path,
+) -> None:
+    storage = MemoryStorage()
+    await storage.settings.save_settings(None, UserSettings(confirmation_mode=True))
+    llm = ScriptedLLM([_run("rm -rf build")])
+    sandboxes = FakeSandboxFactory(tmp_path)
+    manager = make_manager(
+        make_settings(tmp_path, shutdown_grace_seconds=4), storage, llm, sandboxes
+    )
+    async with manager:
+        conversation_id = await manager.create(None, NewConversation(initial_user_msg="clean"))
+        await manager.start(conversation_id, None)
+        await wait_until(
+            lambda: manager.agent_state(conversation_id) == AgentState.AWAITING_USER_CONFIRMATION
+        )
+        began = time.monotonic()
+        await manager.shutdown()
+        assert time.monotonic() - began < 1.0  # nothing runs: no need to wait out the grace
+    assert sandboxes.created[0].commands == []  # the unconfirmed command never ran
+    assert (await storage.conversations.get(conversation_id)).desired_running

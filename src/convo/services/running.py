@@ -202,7 +202,11 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
 
 
 def _starts_work(event: Event) -> bool:
-    return event.source == EventSource.AGENT and event.action in EXECUTABLE_ACTIONS
+    """An agent action that runs now (one waiting for, or refused, confirmation does not)."""
+    if event.source != EventSource.AGENT or event.action not in EXECUTABLE_ACTIONS:
+        return False
+    state = (event.args or {}).get("confirmation_state")
+    return state not in ("awaiting_confirmation", "rejected")
 
 
 async def _report_failure(
