@@ -83,7 +83,7 @@ async def test_clone_checkout_setup_instructions_and_recall(
         config = (repo / ".git" / "config").read_text()
         assert TOKEN not in config
         assert f"url = {git_server.base_url}/owner/repo.git" in config
-        assert "name = openhands" in config
+        assert "name = convo-agent" in config
 
         events = await _events(server, cid)
         setup = [
