@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     runtime: Literal["auto", "sandbox", "process"] = Field(
         default="auto", description="auto: sandbox where bubblewrap works, else process."
     )
+    sandbox_network: bool = Field(
+        default=True, description="Whether sandboxed commands may use the network."
+    )
     command_timeout_seconds: float = Field(default=120.0, gt=0)
     max_output_chars: int = Field(default=30_000, ge=1000)
 

@@ -70,7 +70,9 @@ async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, 
     """The runtime chosen by CONVO_RUNTIME, and a warning to show when it is unconfined."""
     from convo.runtime.select import choose_sandbox_factory
 
-    factory = await asyncio.to_thread(choose_sandbox_factory, settings.runtime)
+    factory = await asyncio.to_thread(
+        choose_sandbox_factory, settings.runtime, network=settings.sandbox_network
+    )
     if factory.name == "process":
         return factory, (
             "agent commands run unconfined on this host (runtime 'process'): install "
