@@ -11,6 +11,7 @@ namespace) catches those.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class ProcessSandbox:
         self._grace = kill_grace_seconds
         self._root = spec.workspace.expanduser().absolute()
         self._session: BashSession | None = None
+        self._lifeline: tuple[int, int] | None = None
         self._closed = False
 
     @property
@@ -84,6 +86,7 @@ class ProcessSandbox:
             self._root = await asyncio.to_thread(self._root.resolve, True)
         except OSError as exc:
             raise SandboxError(f"Cannot create the workspace {self._root}: {exc}") from exc
+        self._lifeline = os.pipe()  # the server holds the write end until close()
         session = BashSession(
             [self._bash, "--noprofile", "--norc"],
             cwd=self._root,
@@ -92,9 +95,11 @@ class ProcessSandbox:
             default_timeout=self._spec.command_timeout_seconds,
             max_output_chars=self._spec.max_output_chars,
             kill_grace_seconds=self._grace,
+            init_script=_watchdog(self._lifeline[0]),
+            pass_fds=(self._lifeline[0],),
         )
-        await session.start()
         self._session = session
+        await session.start()
 
     async def run(
         self,
@@ -114,6 +119,25 @@ class ProcessSandbox:
         self._closed = True
         if self._session is not None:
             await self._session.close()
+        if self._lifeline is not None:
+            for fd in self._lifeline:
+                os.close(fd)
+            self._lifeline = None
+
+
+def _watchdog(fd: int) -> str:
+    """Shell lines that start a watchdog in the shell's process group.
+
+    It blocks reading the lifeline pipe, whose write end only the server holds. When the
+    server dies, even by SIGKILL, the kernel closes that end, the read returns, and the
+    watchdog kills the whole process group: the shell and everything the agent started in
+    it. The shell itself then closes its copy, so the agent's commands never inherit it.
+    """
+    return (
+        f"{{ trap '' INT QUIT; read -r -u {fd} _; kill -KILL 0; }} "
+        f">/dev/null 2>&1 </dev/null &\n"
+        f"exec {fd}<&-\n"
+    )
 
 
 class ProcessSandboxFactory:

@@ -179,8 +179,10 @@ class BashSession:
         kill_grace_seconds: float = 1.0,
         init_script: str = "",
         wrapped: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self._argv = list(argv)
+        self._pass_fds = tuple(pass_fds)
         self._cwd_host = cwd
         self._env = dict(env)
         self._dir = start_dir  # last known working directory, as the shell sees it
@@ -254,6 +256,7 @@ class BashSession:
                 cwd=self._cwd_host,
                 env=self._env,
                 start_new_session=True,
+                pass_fds=self._pass_fds,
             )
         except OSError as exc:
             raise SandboxError(f"Cannot start the shell {self._argv[0]!r}: {exc}") from exc

@@ -1,0 +1,60 @@
+"""A process sandbox's shell and everything started in it die with the server, even by
+SIGKILL, instead of waiting for the next start-up to be cleaned up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from convo.runtime.base import SandboxSpec
+    from convo.runtime.process import ProcessSandbox
+
+    async def main() -> None:
+        box = ProcessSandbox(SandboxSpec(conversation_id="c", workspace=Path(sys.argv[1])))
+        await box.start()
+        background = await box.run("sleep 300 >/dev/null 2>&1 & echo $!")
+        print(box.shell_pid, background.output.strip(), flush=True)
+        await box.run("sleep 300", timeout=600)  # the server dies in the middle of this
+
+    asyncio.run(main())
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_the_shell_dies_with_a_killed_server(tmp_path: Path) -> None:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVER, str(tmp_path / "ws"), stdout=asyncio.subprocess.PIPE
+    )
+    assert server.stdout is not None
+    line = await asyncio.wait_for(server.stdout.readline(), 20)
+    shell_pid, sleep_pid = (int(x) for x in line.split())
+    assert _alive(shell_pid) and _alive(sleep_pid)
+    await asyncio.sleep(0.3)  # the foreground `sleep 300` is running now
+    server.send_signal(signal.SIGKILL)
+    await server.wait()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while (_alive(shell_pid) or _alive(sleep_pid)) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    assert not _alive(shell_pid)
+    assert not _alive(sleep_pid)
