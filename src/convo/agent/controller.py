@@ -154,7 +154,9 @@ class Agent:
         """Close actions a dead loop left open, then pick the first state.
 
         User messages already queued count as unanswered, so the first state is RUNNING
-        straight away; other queued events are applied after it, in order.
+        straight away; other queued events are applied after it, in order. An event queued
+        while the loop was starting may also be in the stored history it was built from: it
+        is not added to the history twice.
         """
         for action in interrupted_actions(self._history):
             await self._emit(
@@ -168,8 +170,9 @@ class Agent:
         queued: list[Event] = []
         while not inbox.empty():
             queued.append(inbox.get_nowait())
+        known = {event.id for event in self._history}
         for event in queued:
-            if _is_user_message(event):
+            if _is_user_message(event) and event.id not in known:
                 self._history.append(event)
                 self._extend_limits()
         running = unanswered(self._history)
@@ -187,7 +190,7 @@ class Agent:
             await self._set_state(AgentState.RUNNING if running else AgentState.AWAITING_USER_INPUT)
         for event in queued:
             if not _is_user_message(event):
-                await self._apply(event)
+                await self._apply(event, in_history=event.id in known)
 
     async def _drain_then_step(self, inbox: asyncio.Queue[Event]) -> None:
         await asyncio.sleep(0)  # let others run between steps, even when nothing else awaits
@@ -196,9 +199,10 @@ class Agent:
         if self._state == AgentState.RUNNING:
             await self._step()
 
-    async def _apply(self, event: Event) -> None:
+    async def _apply(self, event: Event, *, in_history: bool = False) -> None:
         """Take one stored user event from the inbox."""
-        self._history.append(event)
+        if not in_history:
+            self._history.append(event)
         if _is_user_message(event):
             self._extend_limits()
             if self._pending is not None:
