@@ -3,18 +3,39 @@
 A repository is the workspace itself, or (when the workspace is not one) each directory
 directly inside it that is one, as when a repository was cloned into the workspace. Paths
 are reported relative to the workspace. Git runs as a subprocess with a timeout.
+
+Git runs here on the host, outside the sandbox, in a repository the agent can write to: its
+``.git/config`` must not be able to make git run a command. Every such setting git status and
+git show consult is overridden on the command line (``core.fsmonitor``, the filter and diff
+drivers the configuration names, submodules, hooks), and no transport may run (a partial
+clone would otherwise fetch a missing object through a configured command).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from convo.services.workspace_files import WorkspaceFileError, relative_name, resolve_inside
 
 GIT_TIMEOUT_SECONDS = 30.0
+_HARDENED = (
+    "-c",
+    "core.quotepath=off",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "diff.ignoreSubmodules=all",
+)
+# driver settings whose value is a command: emptied for every driver the config names
+_DRIVER_COMMANDS = {"filter": ("clean", "smudge", "process"), "diff": ("textconv", "command")}
 
 
 class NotAGitRepository(WorkspaceFileError):
@@ -33,16 +54,32 @@ class Repository:
 
 
 async def _git(repo: Path, *args: str) -> tuple[int, bytes]:
+    """Run git in ``repo`` with every command its configuration names disabled."""
+    code, names = await _run(
+        repo, "config", "-z", "--name-only", "--get-regexp", r"^(filter|diff)\."
+    )
+    overrides: list[str] = list(_HARDENED)
+    for name in names.decode("utf-8", "replace").split("\0") if code == 0 else ():
+        section, _, rest = name.partition(".")
+        driver, _, key = rest.rpartition(".")
+        if driver and key in _DRIVER_COMMANDS.get(section, ()):
+            overrides += ["-c", f"{section}.{driver}.{key}="]
+            if section == "filter":
+                overrides += ["-c", f"filter.{driver}.required=false"]
+    return await _run(repo, *overrides, *args)
+
+
+async def _run(repo: Path, *args: str) -> tuple[int, bytes]:
     process = await asyncio.create_subprocess_exec(
         "git",
-        "-c",
-        "core.quotepath=off",
         "-C",
         str(repo),
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        # no transport at all, whatever the repository's protocol.*.allow says
+        env={**os.environ, "GIT_ALLOW_PROTOCOL": "", "GIT_TERMINAL_PROMPT": "0"},
     )
     try:
         out, _ = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_SECONDS)
@@ -102,7 +139,14 @@ async def git_changes(root: Path) -> list[dict[str, str]]:
         raise NotAGitRepository()
     changes: list[dict[str, str]] = []
     for repo in repositories:
-        code, out = await _git(repo.path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+        code, out = await _git(
+            repo.path,
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--ignore-submodules=all",
+        )
         if code != 0:
             raise GitFailed(f"git status failed in {repo.prefix or 'the workspace'}")
         changes.extend(parse_porcelain(out, repo.prefix))
