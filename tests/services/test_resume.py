@@ -137,3 +137,34 @@ async def test_resume_keeps_the_per_user_limit_and_prefers_the_newest(tmp_path: 
     manager = make_manager(settings, storage, llm, FakeSandboxFactory(tmp_path))
     async with manager:
         assert sorted(manager.running_ids()) == sorted(ids[1:])
+
+
+async def test_one_conversation_that_cannot_resume_does_not_stop_the_others(
+    tmp_path: Path,
+) -> None:
+    storage = MemoryStorage()
+    first, _ = await _crash_mid_command(tmp_path / "a", storage)
+    second, _ = await _crash_mid_command(tmp_path / "b", storage)
+    broken = (await storage.conversations.get(first)).user_id
+    original = storage.settings.load_settings
+    calls = {"n": 0}
+
+    async def load_settings(user_id: str | None) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first resume meets an unexpected failure
+            raise RuntimeError("unexpected")
+        return await original(user_id)
+
+    storage.settings.load_settings = load_settings  # type: ignore[method-assign, assignment]
+    assert broken is None
+    manager = make_manager(
+        make_settings(tmp_path),
+        storage,
+        ScriptedLLM([FINISH, FINISH]),
+        FakeSandboxFactory(tmp_path),
+    )
+    async with manager:  # start-up itself must not fail
+        running = {
+            c for c in (first, second) if manager.status(c) is not ConversationStatus.STOPPED
+        }
+        assert len(running) == 1

@@ -157,6 +157,9 @@ class SocketServer:
         except ConvoError as exc:
             feed.close()
             raise Refused(f"Failed to start conversation: {exc}", "STATUS$ERROR") from None
+        except BaseException:
+            feed.close()  # never leave a subscription behind: it would count as a listener
+            raise
         return _Connection(conversation_id, feed)
 
     @staticmethod

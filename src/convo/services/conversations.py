@@ -90,6 +90,8 @@ class ConversationManager:
         self._storage = storage
         self._log = EventLog(storage.events, bus)
         self._running: dict[str, RunningConversation] = {}
+        # conversation id -> resolved when its stop (including the STOPPED event) is done
+        self._stopping: dict[str, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -221,7 +223,11 @@ class ConversationManager:
     ) -> ConversationStatus:
         """Start the conversation's loop unless it runs; returns its status."""
         running = self._running.get(conversation_id)
-        if running is not None and running.user_id == user_id:
+        if (
+            running is not None
+            and running.user_id == user_id
+            and conversation_id not in self._stopping
+        ):
             return running.status  # the common case, without a database read
         metadata = await self.get_metadata(conversation_id)
         if metadata.user_id != user_id:
@@ -241,40 +247,59 @@ class ConversationManager:
         providers_set: list[ProviderType] | None,
         metadata: ConversationMetadata | None,
     ) -> ConversationStatus | None:
-        """Register and launch the loop; ``metadata`` None: resume, if still wanted."""
-        async with self._lock:
-            running = self._running.get(conversation_id)
-            if running is not None:
-                return running.status
-            if self._closing:
-                raise ServerShuttingDown
-            if metadata is None:  # read under the lock: a user's stop may just have landed
-                try:
-                    metadata = await self._storage.conversations.get(conversation_id)
-                except RecordNotFound:
-                    return None
-                if not metadata.desired_running:
-                    return None
-                logger.info("resuming conversation %s", conversation_id)
-            await self._evict_over_limit(metadata.user_id)
-            config = resolve_config(
-                self._settings,
-                await self._storage.settings.load_settings(metadata.user_id),
-                await self._storage.settings.load_secrets(metadata.user_id),
-                providers_set,
+        """Register and launch the loop; ``metadata`` None: resume, if still wanted.
+
+        A loop being stopped is waited for first, so that the new loop starts after the old
+        one's STOPPED event instead of being reported as running while it goes away."""
+        while True:
+            await self._stopped(conversation_id)
+            async with self._lock:
+                if conversation_id in self._stopping:
+                    continue  # another stop began meanwhile: wait for it too
+                running = self._running.get(conversation_id)
+                if running is not None:
+                    return running.status
+                if self._closing:
+                    raise ServerShuttingDown
+                if metadata is None:  # read under the lock: a user's stop may just have landed
+                    try:
+                        metadata = await self._storage.conversations.get(conversation_id)
+                    except RecordNotFound:
+                        return None
+                    if not metadata.desired_running:
+                        return None
+                    logger.info("resuming conversation %s", conversation_id)
+                return await self._launch(metadata, providers_set)
+
+    async def _launch(
+        self, metadata: ConversationMetadata, providers_set: list[ProviderType] | None
+    ) -> ConversationStatus:
+        """Create and register the loop's task (the registry lock is held)."""
+        conversation_id = metadata.conversation_id
+        await self._evict_over_limit(metadata.user_id)
+        config = resolve_config(
+            self._settings,
+            await self._storage.settings.load_settings(metadata.user_id),
+            await self._storage.settings.load_secrets(metadata.user_id),
+            providers_set,
+        )
+        if not metadata.desired_running:  # stored before the loop exists: a crash
+            await self._storage.conversations.update_fields(  # from now on resumes it
+                conversation_id, desired_running=True
             )
-            if not metadata.desired_running:  # stored before the loop exists: a crash
-                await self._storage.conversations.update_fields(  # from now on resumes it
-                    conversation_id, desired_running=True
-                )
-            running = RunningConversation(metadata, config)
-            self._running[conversation_id] = running
-            running.task = asyncio.create_task(
-                run_conversation(running, self._deps), name=f"conversation:{conversation_id}"
-            )
-            # also when cancelled before its first step, when its body's cleanup never runs
-            running.task.add_done_callback(lambda _task: self._discard(running))
+        running = RunningConversation(metadata, config)
+        self._running[conversation_id] = running
+        running.task = asyncio.create_task(
+            run_conversation(running, self._deps), name=f"conversation:{conversation_id}"
+        )
+        # also when cancelled before its first step, when its body's cleanup never runs
+        running.task.add_done_callback(lambda _task: self._discard(running))
         return running.status
+
+    async def _stopped(self, conversation_id: str) -> None:
+        """Return once no stop of this conversation is in progress."""
+        while (pending := self._stopping.get(conversation_id)) is not None:
+            await asyncio.shield(pending)
 
     async def stop(self, conversation_id: str) -> bool:
         """Stop the loop; False when it was not running."""
@@ -283,6 +308,8 @@ class ConversationManager:
 
     async def delete(self, conversation_id: str) -> bool:
         check_id(conversation_id)
+        with contextlib.suppress(RecordNotFound):  # nothing may resume it while it goes
+            await self._storage.conversations.update_fields(conversation_id, desired_running=False)
         await self._stop(conversation_id, record_stop=False)
         deleted = await self._storage.conversations.delete(conversation_id)
         workspace = self.workspace_path(conversation_id)
@@ -295,6 +322,7 @@ class ConversationManager:
         event = parse_user_event(data)
         if event.action == ActionType.MESSAGE:
             await self._maybe_set_title(conversation_id, event.message, metadata)
+        await self._stopped(conversation_id)  # the message then comes after the STOPPED event
         running = self._running.get(conversation_id)
         secrets = running.config.secret_values() if running is not None else ()
         stored = await self._log.append(conversation_id, event, secrets)
@@ -329,17 +357,26 @@ class ConversationManager:
         running = self._running.get(conversation_id)
         if running is None or running.task is None:
             return False
-        running.task.cancel()
+        if conversation_id in self._stopping:  # another stop is under way: share its end
+            await self._stopped(conversation_id)
+            return True
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stopping[conversation_id] = done
         try:
-            await asyncio.wait_for(asyncio.shield(running.task), wait_seconds)
-        except (asyncio.CancelledError, TimeoutError):
-            pass
-        except Exception:  # the task logged and reported its own failure
-            pass
-        if record_stop:
-            with contextlib.suppress(RecordNotFound):
-                await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
-                await self.metadata.flush(conversation_id, last_updated_at=utcnow())
+            running.task.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(running.task), wait_seconds)
+            except (asyncio.CancelledError, TimeoutError):
+                pass
+            except Exception:  # the task logged and reported its own failure
+                pass
+            if record_stop:
+                with contextlib.suppress(RecordNotFound):
+                    await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
+                    await self.metadata.flush(conversation_id, last_updated_at=utcnow())
+        finally:
+            del self._stopping[conversation_id]
+            done.set_result(None)
         return True
 
     async def _evict_over_limit(self, user_id: str | None) -> None:

@@ -101,8 +101,8 @@ class Supervisor:
                     result.stopped.append(conversation_id)
                 elif await self._manager.resume(conversation_id) is not None:
                     result.resumed.append(conversation_id)
-            except ConvoError as exc:
-                if self._manager.closing:
+            except Exception as exc:  # one conversation must not keep the others (or the
+                if self._manager.closing:  # server's start-up) from resuming
                     break
                 logger.exception("could not resume %s", conversation_id)
                 result.failed.append(conversation_id)
