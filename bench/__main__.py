@@ -191,18 +191,20 @@ def render(results: dict[str, dict[str, Any]], footprint: dict[str, Any], quick:
     lines += [
         "",
         "| running idle conversations | runtime | server RSS | server + sandboxes RSS | "
-        "processes | server MB per conversation | threads per conversation |",
-        "|---|---|---|---|---|---|---|",
+        "server + sandboxes PSS | processes | server MB per conversation | "
+        "threads per conversation |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for runtime, rows in footprint.items():
         for count, row in rows.items():
             lines.append(
                 f"| {count} | {runtime} | {row['server_rss_mb']:.0f} MB | "
-                f"{row['total_rss_mb']:.0f} MB | {row['processes']} | "
+                f"{row['total_rss_mb']:.0f} MB | {row['total_pss_mb']:.0f} MB | "
+                f"{row['processes']} | "
                 f"{row['server_mb_per_conversation']:.2f} | "
                 f"{row['threads_per_conversation']:.2f} |"
             )
-    lines.append("| OpenHands 0.53 | cli | - | - | - | ~0.8 | 7 |")
+    lines.append("| OpenHands 0.53 | cli | - | - | - | - | ~0.8 | 7 |")
     errors = {b: r["errors"] for b, r in results.items() if r.get("errors")}
     if errors:
         lines.append(f"\nfailed (see the tracebacks above): {errors}")

@@ -170,16 +170,24 @@ class ConvoServer:
         except psutil.NoSuchProcess:
             return []
 
-    def footprint(self) -> tuple[float, float, int]:
-        """(server RSS MB, server + descendants RSS MB, process count incl. the server)."""
+    def footprint(self) -> tuple[float, float, int, float]:
+        """(server RSS MB, server + descendants RSS MB, process count incl. the server,
+        server + descendants PSS MB: shared pages split fairly between processes)."""
         server = psutil.Process(self.pid)
         own = server.memory_info().rss
         total = own
+        proportional = _pss(server)
         children = self.descendants()
         for child in children:
             with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
-        return own / 2**20, total / 2**20, 1 + len(children)
+                proportional += _pss(child)
+        return own / 2**20, total / 2**20, 1 + len(children), proportional / 2**20
+
+
+def _pss(process: psutil.Process) -> int:
+    info = process.memory_full_info()
+    return int(getattr(info, "pss", info.rss))
 
 
 def processes_of_sessions(session_ids: set[int]) -> list[int]:

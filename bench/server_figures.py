@@ -145,7 +145,7 @@ async def idle_footprint(
     try:
         await server.start()
         await asyncio.sleep(0.5)
-        base_rss, _total, _procs = server.footprint()
+        base_rss, _total, _procs, _pss = server.footprint()
         base_threads = _threads(server)
         running = 0
         limits = httpx.Limits(max_connections=32)
@@ -164,10 +164,11 @@ async def idle_footprint(
                     await wait_status(client, conversation_id, "RUNNING", timeout=300)
                 running = count
                 await asyncio.sleep(1.0)
-                own, total, processes = server.footprint()
+                own, total, processes, proportional = server.footprint()
                 figures[count] = {
                     "server_rss_mb": own,
                     "total_rss_mb": total,
+                    "total_pss_mb": proportional,
                     "processes": processes,
                     "server_mb_per_conversation": (own - base_rss) / count,
                     "threads_per_conversation": (_threads(server) - base_threads) / count,

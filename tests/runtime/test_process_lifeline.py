@@ -18,9 +18,12 @@ SERVER = textwrap.dedent(
     from convo.runtime.process import ProcessSandbox
 
     async def main() -> None:
+        spare = [open("/dev/null") for _ in range(20)]  # a busy server: the pipe's fd is > 9
         box = ProcessSandbox(SandboxSpec(conversation_id="c", workspace=Path(sys.argv[1])))
         await box.start()
         background = await box.run("sleep 300 >/dev/null 2>&1 & echo $!")
+        watchdogs = await box.run("ps -o args= -g $$ | grep -c '^/bin/sh -c trap'")
+        assert watchdogs.output.strip() == "1", watchdogs.output
         print(box.shell_pid, background.output.strip(), flush=True)
         await box.run("sleep 300", timeout=600)  # the server dies in the middle of this
 

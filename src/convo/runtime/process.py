@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -133,9 +134,12 @@ def _watchdog(fd: int) -> str:
     watchdog kills the whole process group: the shell and everything the agent started in
     it. The shell itself then closes its copy, so the agent's commands never inherit it.
     """
+    watch = "trap '' INT QUIT; read -r _ <&3; kill -KILL 0"
+    # The lifeline moves to fd 3 (POSIX sh takes single-digit descriptors only), and the
+    # watchdog is exec'd into a minimal sh: a forked bash would cost a shell per conversation.
     return (
-        f"{{ trap '' INT QUIT; read -r -u {fd} _; kill -KILL 0; }} "
-        f">/dev/null 2>&1 </dev/null &\n"
+        f"{{ exec 3<&{fd} {fd}<&-; exec /bin/sh -c {shlex.quote(watch)}; }} "
+        ">/dev/null 2>&1 </dev/null &\n"
         f"exec {fd}<&-\n"
     )
 
