@@ -224,6 +224,8 @@ class SocketServer:
             await self.sio.disconnect(sid)
         finally:
             feed.close()
+            if self._connections.get(sid) is connection:  # gone even if never connected
+                del self._connections[sid]
 
     async def _until_connected(self, sid: str) -> None:
         loop = asyncio.get_running_loop()
