@@ -219,10 +219,11 @@ async def _report_failure(
     message_id = "STATUS$ERROR_RUNTIME_DISCONNECTED" if starting else "STATUS$ERROR"
     text = f"{'Failed to start conversation' if starting else 'Conversation failed'}: {exc}"
     try:
-        await emit(error_observation(text, error_id=message_id))
-        await emit(agent_state_changed(AgentState.ERROR, reason=text))
+        stored = await emit(error_observation(text, error_id=message_id))
+        shown = stored.content or text  # as stored: with secrets masked
+        await emit(agent_state_changed(AgentState.ERROR, reason=shown))
         await deps.event_log.publish_status(
-            conversation.conversation_id, status_update("error", message_id, text)
+            conversation.conversation_id, status_update("error", message_id, shown)
         )
     except Exception:
         logger.exception("could not record the failure of %s", conversation.conversation_id)
