@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from convo.domain.conversation import ProviderToken, ProviderType, UserSecrets
 from convo.llm.scripted import ScriptedLLM
 from convo.runtime.base import SandboxSpec
@@ -28,7 +30,9 @@ class LeakyFactory(FakeSandboxFactory):
         return sandbox
 
 
-async def test_a_failure_quoting_a_token_is_masked_for_listeners(tmp_path: Path) -> None:
+async def test_a_failure_quoting_a_token_is_masked_for_listeners_and_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     storage = MemoryStorage()
     await storage.settings.save_secrets(
         None, UserSecrets(provider_tokens={ProviderType.GITHUB: ProviderToken(token=TOKEN)})
@@ -47,3 +51,5 @@ async def test_a_failure_quoting_a_token_is_masked_for_listeners(tmp_path: Path)
     assert "<secret_hidden>" in status["message"]
     assert TOKEN not in str(seen)
     assert TOKEN not in str([e.to_wire() for e in await storage.events.list(conversation_id)])
+    assert "cannot reach https://<secret_hidden>@example.test" in caplog.text
+    assert TOKEN not in caplog.text

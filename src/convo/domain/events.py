@@ -161,6 +161,16 @@ _TOP_LEVEL_KEPT = {"id", "timestamp", "source", "cause", "action", "observation"
 MIN_SUBSTRING_SECRET = 4
 
 
+def _ordered(secrets: Iterable[str]) -> list[str]:
+    """Distinct non-empty values, longest first, so one containing another is hidden whole."""
+    return sorted({s for s in secrets if s}, key=len, reverse=True)
+
+
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """The text with every secret value replaced by ``<secret_hidden>``."""
+    return str(_mask_value(text, _ordered(secrets)))
+
+
 def _mask_value(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
@@ -181,7 +191,7 @@ def mask_secrets(event: Event, secrets: Iterable[str]) -> Event:
 
     Longer secrets are replaced first so that one secret containing another is hidden whole.
     """
-    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+    values = _ordered(secrets)
     if not values:
         return event
     data = event.model_dump(mode="json")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,13 @@ from typing import Any
 from convo.agent.controller import Agent, AgentConfig
 from convo.agent.recovery import EXECUTABLE_ACTIONS
 from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
-from convo.domain.events import Event, EventSource, agent_state_changed, error_observation
+from convo.domain.events import (
+    Event,
+    EventSource,
+    agent_state_changed,
+    error_observation,
+    mask_text,
+)
 from convo.errors import LLMNotConfigured
 from convo.llm.base import LLMClient, LLMClientFactory, LLMResponse
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
@@ -192,7 +199,11 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         raise
     except Exception as exc:  # the loop must never die silently
         failure = exc
-        logger.exception("conversation %s failed", conversation.conversation_id)
+        logger.error(  # the traceback with secrets masked: an exception may quote one
+            "conversation %s failed:\n%s",
+            conversation.conversation_id,
+            mask_text("".join(traceback.format_exception(exc)), secrets),
+        )
         await _report_failure(conversation, deps, emit, exc)
     finally:
         if conversation.sandbox is not None:
