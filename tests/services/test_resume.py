@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convo.domain.conversation import ConversationStatus
+from convo.domain.conversation import (
+    ConversationStatus,
+    ProviderToken,
+    ProviderType,
+    UserSecrets,
+)
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
+from convo.runtime.base import SandboxSpec
+from convo.runtime.fake import FakeSandbox
 from convo.services.conversations import NewConversation
 from convo.services.recovery import STOPPED_BY_RESTART
 from convo.storage.memory import MemoryStorage
@@ -168,3 +175,33 @@ async def test_one_conversation_that_cannot_resume_does_not_stop_the_others(
             c for c in (first, second) if manager.status(c) is not ConversationStatus.STOPPED
         }
         assert len(running) == 1
+
+
+async def test_a_resumed_loop_gets_the_tokens_it_was_started_with(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    await storage.settings.save_secrets(
+        None,
+        UserSecrets(
+            provider_tokens={
+                ProviderType.GITHUB: ProviderToken(token="ghp_chosen_one"),
+                ProviderType.GITLAB: ProviderToken(token="glpat_not_chosen"),
+            }
+        ),
+    )
+    envs: list[dict[str, str]] = []
+
+    class Recording(FakeSandboxFactory):
+        def create(self, spec: SandboxSpec) -> FakeSandbox:
+            envs.append(dict(spec.env))
+            return super().create(spec)
+
+    manager = make_manager(make_settings(tmp_path), storage, ScriptedLLM(), Recording(tmp_path))
+    async with manager:
+        conversation_id = await manager.create(None, NewConversation())
+        await manager.start(conversation_id, None, [ProviderType.GITHUB])
+        await wait_until(lambda: manager.status(conversation_id) is ConversationStatus.RUNNING)
+        await manager.shutdown(grace_seconds=0.2)  # records no stop, like a crash
+    manager = make_manager(make_settings(tmp_path), storage, ScriptedLLM(), Recording(tmp_path))
+    async with manager:
+        await wait_until(lambda: manager.status(conversation_id) is ConversationStatus.RUNNING)
+    assert [sorted(env) for env in envs] == [["GITHUB_TOKEN"], ["GITHUB_TOKEN"]]

@@ -37,6 +37,7 @@ async def test_create_get_round_trip(storage: Storage) -> None:
         pr_number=[7, 9],
         conversation_instructions="be brief",
         desired_running=True,
+        providers_set=[ProviderType.GITHUB, ProviderType.ENTERPRISE_SSO],
     )
     await storage.conversations.create(metadata)
 
@@ -99,6 +100,7 @@ async def test_update_fields_changes_only_those(storage: Storage) -> None:
         total_tokens=3,
         desired_running=True,
         trigger=ConversationTrigger.SLACK,
+        providers_set=[ProviderType.GITLAB],
     )
 
     loaded = await storage.conversations.get("c1")
@@ -114,6 +116,7 @@ async def test_update_fields_changes_only_those(storage: Storage) -> None:
         total_tokens=3,
         desired_running=True,
         trigger=ConversationTrigger.SLACK,
+        providers_set=[ProviderType.GITLAB],
     )
 
 

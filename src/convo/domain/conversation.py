@@ -85,6 +85,9 @@ class ConversationMetadata:
     conversation_instructions: str | None = None
     # Whether the user wants the loop running: used to resume after a restart.
     desired_running: bool = False
+    # The providers whose tokens the loop was last started with (None: all stored ones),
+    # so that a resumed loop gets the same ones.
+    providers_set: list[ProviderType] | None = None
 
     def __post_init__(self) -> None:
         if not self.title:

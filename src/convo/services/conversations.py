@@ -269,7 +269,8 @@ class ConversationManager:
                     if not metadata.desired_running:
                         return None
                     logger.info("resuming conversation %s", conversation_id)
-                return await self._launch(metadata, providers_set)
+                    providers_set = metadata.providers_set  # the tokens it had before
+                return await self._launch(metadata, providers_set or None)
 
     async def _launch(
         self, metadata: ConversationMetadata, providers_set: list[ProviderType] | None
@@ -283,9 +284,10 @@ class ConversationManager:
             await self._storage.settings.load_secrets(metadata.user_id),
             providers_set,
         )
-        if not metadata.desired_running:  # stored before the loop exists: a crash
-            await self._storage.conversations.update_fields(  # from now on resumes it
-                conversation_id, desired_running=True
+        if not metadata.desired_running or metadata.providers_set != providers_set:
+            # stored before the loop exists: a crash from now on resumes it, with these tokens
+            await self._storage.conversations.update_fields(
+                conversation_id, desired_running=True, providers_set=providers_set
             )
         running = RunningConversation(metadata, config)
         self._running[conversation_id] = running

@@ -75,6 +75,8 @@ def _column_value(name: str, value: Any) -> Any:
         return value.value
     if name == "pr_number":
         return [int(n) for n in value]
+    if name == "providers_set":
+        return None if value is None else [ProviderType(p).value for p in value]
     return value
 
 
@@ -115,7 +117,12 @@ def metadata_from_row(row: Row) -> ConversationMetadata:
         pr_number=[int(n) for n in row["pr_number"] or []],
         conversation_instructions=row["conversation_instructions"],
         desired_running=bool(row["desired_running"]),
+        providers_set=_providers(row["providers_set"]),
     )
+
+
+def _providers(value: Any) -> list[ProviderType] | None:
+    return None if value is None else [ProviderType(p) for p in value]
 
 
 # --- settings and secrets ----------------------------------------------------------------

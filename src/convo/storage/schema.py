@@ -77,6 +77,7 @@ conversations = Table(
     Column("pr_number", JSON, nullable=False),
     Column("conversation_instructions", Text),
     Column("desired_running", Boolean, nullable=False, server_default=false()),
+    Column("providers_set", JSON, nullable=True),
     # The id the next appended event gets; only EventStore.append moves it.
     Column("next_event_id", Integer, nullable=False, server_default="0"),
     Index(None, "user_id", "created_at"),
