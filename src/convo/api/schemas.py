@@ -23,8 +23,9 @@ class ConversationResponse(BaseModel):
     conversation_status: ConversationStatus | None = None
 
 
-class InitSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CreateConversationRequest(BaseModel):
+    # OpenHands calls this schema InitSessionRequest, kept as its OpenAPI title.
+    model_config = ConfigDict(extra="forbid", title="InitSessionRequest")
 
     repository: str | None = None
     git_provider: ProviderType | None = None

@@ -14,7 +14,7 @@ from convo.api.schemas import (
     ConversationInfo,
     ConversationInfoResultSet,
     ConversationResponse,
-    InitSessionRequest,
+    CreateConversationRequest,
     ProvidersSetModel,
     UpdateConversationRequest,
 )
@@ -92,7 +92,7 @@ async def _start(
 
 @router.post("", response_model=ConversationResponse)
 async def new_conversation(
-    body: InitSessionRequest, manager: ManagerDep, settings: SettingsDep, user_id: UserIdDep
+    body: CreateConversationRequest, manager: ManagerDep, settings: SettingsDep, user_id: UserIdDep
 ) -> ConversationResponse | JSONResponse:
     stored = await manager.storage.settings.load_settings(user_id)
     if not (settings.llm_model or (stored and stored.llm_model)):
