@@ -4,27 +4,23 @@
     ├── ConversationError            service layer
     │   ├── ConversationNotFound
     │   ├── InvalidConversationId
-    │   ├── ConversationNotRunning
     │   ├── UnsupportedUserAction
-    │   ├── ServerShuttingDown
-    │   └── StartFailed
+    │   └── ServerShuttingDown
     ├── StorageError                 storage adapters
     │   └── RecordNotFound
     ├── SandboxError                 runtime adapters
     │   ├── SandboxUnavailable
-    │   ├── CommandTimeout
-    │   └── PathOutsideWorkspace
-    ├── LLMError                     llm adapters
-    │   ├── LLMAuthenticationError
-    │   ├── LLMConnectionError
-    │   ├── LLMRateLimitError
-    │   ├── LLMBadRequestError
-    │   └── LLMNotConfigured
-    ├── AgentError                   agent loop
-    │   ├── LimitReached
-    │   └── AgentStuck
-    └── ClusterError                 cluster adapters
-        └── LeaseLost
+    │   ├── PathOutsideWorkspace
+    │   └── RepositoryError          (services.repository: a checkout failed)
+    └── LLMError                     llm adapters
+        ├── LLMAuthenticationError
+        ├── LLMConnectionError
+        ├── LLMRateLimitError
+        ├── LLMBadRequestError
+        └── LLMNotConfigured
+
+The agent loop raises none of its own: its failures (caps, stuck patterns, tool errors)
+become error events, and the conversation stays usable.
 
 Third-party errors are translated into these at the adapter that meets them; only
 ``convo.api`` maps them to HTTP status codes.
@@ -54,12 +50,6 @@ class InvalidConversationId(ConversationError):
         self.conversation_id = conversation_id
 
 
-class ConversationNotRunning(ConversationError):
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(f"Conversation {conversation_id} is not running")
-        self.conversation_id = conversation_id
-
-
 class UnsupportedUserAction(ConversationError):
     """A client sent an event users may not send."""
 
@@ -71,10 +61,6 @@ class ServerShuttingDown(ConversationError):
         super().__init__(
             "The server is shutting down and accepts no new starts; retry once it is back"
         )
-
-
-class StartFailed(ConversationError):
-    """Starting a conversation's loop failed."""
 
 
 # --- storage -----------------------------------------------------------------------------
@@ -93,10 +79,6 @@ class SandboxError(ConvoError):
 
 class SandboxUnavailable(SandboxError):
     """The configured sandbox cannot start on this machine."""
-
-
-class CommandTimeout(SandboxError):
-    """A command did not finish within its timeout."""
 
 
 class PathOutsideWorkspace(SandboxError):
@@ -126,29 +108,3 @@ class LLMBadRequestError(LLMError):
 
 class LLMNotConfigured(LLMError):
     """No model is configured for this user or server."""
-
-
-# --- agent -------------------------------------------------------------------------------
-class AgentError(ConvoError):
-    """The agent loop cannot go on."""
-
-
-class LimitReached(AgentError):
-    """Max iterations or max budget per task reached."""
-
-
-class AgentStuck(AgentError):
-    """The agent repeats itself; carries the name of the pattern that fired."""
-
-    def __init__(self, pattern: str) -> None:
-        super().__init__(f"Agent got stuck in a loop: {pattern}")
-        self.pattern = pattern
-
-
-# --- cluster -----------------------------------------------------------------------------
-class ClusterError(ConvoError):
-    """Coordination between server processes failed."""
-
-
-class LeaseLost(ClusterError):
-    """This process no longer owns a conversation's lease."""

@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 
 from convo.errors import (
     ConversationNotFound,
-    ConversationNotRunning,
     ConvoError,
     InvalidConversationId,
     LLMError,
@@ -25,7 +24,6 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (ConversationNotFound, 404),
     (InvalidConversationId, 400),
     (UnsupportedUserAction, 400),
-    (ConversationNotRunning, 409),
     (LLMError, 502),
     (SandboxError, 500),
     (StorageError, 503),
