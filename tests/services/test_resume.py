@@ -150,8 +150,18 @@ async def test_one_conversation_that_cannot_resume_does_not_stop_the_others(
     tmp_path: Path,
 ) -> None:
     storage = MemoryStorage()
-    first, _ = await _crash_mid_command(tmp_path / "a", storage)
-    second, _ = await _crash_mid_command(tmp_path / "b", storage)
+    llm = ScriptedLLM(when_exhausted=tool_response("execute_bash", {"command": "sleep 100"}))
+    sandboxes = FakeSandboxFactory(tmp_path / "ws", delay_seconds=100)
+    manager = make_manager(make_settings(tmp_path), storage, llm, sandboxes)
+    async with manager:  # two conversations mid-command, then a crash-like stop
+        first = await manager.create(None, NewConversation(initial_user_msg="go"))
+        second = await manager.create(None, NewConversation(initial_user_msg="go"))
+        for conversation_id in (first, second):
+            await manager.start(conversation_id, None)
+        await wait_until(
+            lambda: all(c.pending_action is not None for c in manager.running_conversations())
+        )
+        await manager.shutdown(grace_seconds=0.2)
     broken = (await storage.conversations.get(first)).user_id
     original = storage.settings.load_settings
     calls = {"n": 0}
