@@ -5,6 +5,7 @@ litellm is imported lazily, on the first call: importing it takes seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -100,7 +101,8 @@ class LiteLLMClient:
     async def complete(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> LLMResponse:
-        litellm = _import_litellm()
+        # The first import takes seconds of CPU: in a thread, so the server keeps answering.
+        litellm = _litellm if _litellm is not None else await asyncio.to_thread(_import_litellm)
         api_key = self._api_key()
         kwargs: dict[str, Any] = {
             "model": self.config.model,
