@@ -41,7 +41,7 @@ SCRIPT = [
 
 
 async def _check_after_restart(server: ConvoServer, observer: Observer, shells: set[int]) -> None:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
         info = (await client.get(f"/api/conversations/{observer.conversation_id}")).json()
     assert info["status"] in ("STARTING", "RUNNING"), "not resumed at start-up"
     stored = await all_events(server.base_url, observer.conversation_id)
@@ -80,7 +80,7 @@ async def _crash_scenario(workdir: Path, database_url: str | None) -> None:
     observer: Observer | None = None
     try:
         await server.start()
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             created = await client.post("/api/conversations", json={"initial_user_msg": "go"})
         observer = Observer(server.base_url, created.json()["conversation_id"])
         observer.start()
