@@ -65,7 +65,10 @@ async def test_fifty_concurrent_starts_make_exactly_one_loop(server_factory: Ser
     factory = CountingFactory()
     async with server_factory(Overrides(sandbox_factory=factory)) as server:
         cid = await _create(server.client)
-        await server.client.post(f"/api/conversations/{cid}/stop")
+        stopped = await server.client.post(f"/api/conversations/{cid}/stop")
+        assert stopped.status_code == 200, stopped.text
+        assert stopped.json()["conversation_status"] == "STOPPED"
+        assert server.manager.running_ids() == []
         factory.created.clear()
         responses = await asyncio.gather(
             *(server.client.post(f"/api/conversations/{cid}/start", json={}) for _ in range(50))
