@@ -8,6 +8,7 @@ from pathlib import Path
 
 from convo.domain.conversation import ConversationStatus
 from convo.llm.scripted import ScriptedLLM, text_response
+from convo.runtime.base import SandboxSpec
 from convo.runtime.fake import FakeSandbox
 from convo.services.conversations import ConversationManager, NewConversation
 from convo.storage.memory import MemoryStorage
@@ -93,3 +94,36 @@ async def test_a_message_during_a_stop_is_answered_by_the_next_loop(tmp_path: Pa
             return any(e.message == "answer to the late message" for e in events)
 
         await wait_until(answered)
+
+
+async def test_a_stop_whose_cancel_is_lost_still_stops_the_loop(tmp_path: Path) -> None:
+    """Python 3.11's wait_for can swallow a cancel that lands with a result; stop re-cancels."""
+    storage = MemoryStorage()
+    sandboxes = FakeSandboxFactory(tmp_path / "ws")
+    swallowed = asyncio.Event()
+
+    class Swallowing(FakeSandboxFactory):
+        def create(self, spec: SandboxSpec) -> FakeSandbox:
+            sandbox = sandboxes.create(spec)
+
+            async def start() -> None:
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:  # lost, as by the wait_for race
+                    swallowed.set()
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+
+            sandbox.start = start  # type: ignore[method-assign]
+            return sandbox
+
+    manager = make_manager(make_settings(tmp_path), storage, ScriptedLLM(), Swallowing(tmp_path))
+    async with manager:
+        cid = await manager.create(None, NewConversation())
+        await manager.start(cid, None)
+        await wait_until(lambda: len(sandboxes.created) == 1)
+        began = asyncio.get_running_loop().time()
+        assert await manager.stop(cid) is True
+        assert swallowed.is_set()
+        assert manager.status(cid) is ConversationStatus.STOPPED
+        assert asyncio.get_running_loop().time() - began < 3
+        assert sandboxes.created[0].closed

@@ -365,13 +365,7 @@ class ConversationManager:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stopping[conversation_id] = done
         try:
-            running.task.cancel()
-            try:
-                await asyncio.wait_for(asyncio.shield(running.task), wait_seconds)
-            except (asyncio.CancelledError, TimeoutError):
-                pass
-            except Exception:  # the task logged and reported its own failure
-                pass
+            await _cancel_and_wait(running, wait_seconds)
             if record_stop:
                 with contextlib.suppress(RecordNotFound):
                     await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
@@ -427,6 +421,29 @@ class ConversationManager:
         except Exception:
             logger.exception("could not record the end of %s", running.conversation_id)
         self.metadata.forget(running.conversation_id)
+
+
+async def _cancel_and_wait(running: RunningConversation, wait_seconds: float) -> None:
+    """Cancel the loop's task and wait (bounded) for it to end, cancelling again while it
+    has not reached its cleanup.
+
+    A single cancel can be lost: on Python 3.11 ``asyncio.wait_for`` inside the task returns
+    its result instead of raising when the result and the cancellation arrive together.
+    """
+    task = running.task
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            logger.warning(
+                "%s did not end within %.0f s of its stop", task.get_name(), wait_seconds
+            )
+            return
+        if not running.ending:
+            task.cancel()
+        await asyncio.wait({task}, timeout=min(0.5, remaining))
 
 
 def check_id(conversation_id: str) -> None:

@@ -70,6 +70,7 @@ class RunningConversation:
     agent: Agent | None = None
     last_active: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.monotonic)
+    ending: bool = False  # the task is in its cleanup: a further cancel would cut it short
     pending_action: int | None = None  # id of the stored action still waiting for its result
     draining: bool = False  # the server shuts down: start no new work
     _safe: asyncio.Event = field(default_factory=asyncio.Event)
@@ -206,6 +207,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         )
         await _report_failure(conversation, deps, emit, exc)
     finally:
+        conversation.ending = True
         if conversation.sandbox is not None:
             await asyncio.shield(conversation.sandbox.close())
             deps.processes.unregister(conversation.conversation_id)
