@@ -1,9 +1,8 @@
-"""Agent test kit: a recording event sink, a small file editor, and a harness running Agent."""
+"""Agent test kit: a recording event sink and a harness running Agent (with the real editor)."""
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,57 +23,6 @@ from convo.domain.events import (
 from convo.llm.base import LLMClient
 from convo.runtime.base import Sandbox
 from convo.runtime.fake import FakeSandbox
-
-
-@dataclass(frozen=True)
-class FakeEditorResult:
-    content: str
-    success: bool
-    kind: str
-    old_content: str | None = None
-    new_content: str | None = None
-    diff: str = ""
-
-
-class FakeEditor:
-    """Enough of str_replace_editor for agent tests: view, create, str_replace, insert."""
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-
-    async def __call__(
-        self,
-        *,
-        command: str,
-        path: str,
-        file_text: str | None = None,
-        old_str: str | None = None,
-        new_str: str | None = None,
-        insert_line: int | None = None,
-        view_range: list[int] | None = None,
-    ) -> FakeEditorResult:
-        host = self.sandbox.host_path(path)
-        old = host.read_text() if host.is_file() else None
-        if command == "view":
-            if old is None:
-                return FakeEditorResult(f"The path {path} does not exist.", False, "read")
-            return FakeEditorResult(old, True, "read")
-        if command == "create":
-            new = file_text or ""
-        elif old is None:
-            return FakeEditorResult(f"The path {path} does not exist.", False, "edit")
-        elif command == "str_replace":
-            if old_str is None or old.count(old_str) != 1:
-                return FakeEditorResult(f"old_str not found once in {path}.", False, "edit")
-            new = old.replace(old_str, new_str or "")
-        else:
-            lines = old.splitlines(keepends=True)
-            lines.insert(insert_line or 0, (new_str or "") + "\n")
-            new = "".join(lines)
-        host.parent.mkdir(parents=True, exist_ok=True)
-        host.write_text(new)
-        diff = "".join(difflib.unified_diff((old or "").splitlines(True), new.splitlines(True)))
-        return FakeEditorResult(f"The file {path} was edited.", True, "edit", old, new, diff)
 
 
 @dataclass
@@ -176,7 +124,6 @@ async def make_harness(sandbox: FakeSandbox) -> AsyncIterator[HarnessFactory]:
 
     def factory(llm: LLMClient, **kwargs: Any) -> Harness:
         kwargs.setdefault("sandbox", sandbox)
-        kwargs.setdefault("editor", FakeEditor(kwargs["sandbox"]))
         harness = Harness(llm, **kwargs)
         harnesses.append(harness)
         return harness

@@ -1,22 +1,18 @@
-"""The agent against the real ProcessSandbox and FileEditor (skipped until both exist)."""
+"""The agent against the real ProcessSandbox and FileEditor."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from convo.domain.conversation import AgentState
 from convo.llm.scripted import ScriptedLLM, tool_response
 from convo.runtime.base import SandboxSpec
+from convo.runtime.process import ProcessSandboxFactory
 from tests.agent.conftest import HarnessFactory
-
-process = pytest.importorskip("convo.runtime.process")
-pytest.importorskip("convo.agent.editor")
 
 
 async def test_real_shell_and_editor(make_harness: HarnessFactory, tmp_path: Path) -> None:
-    sandbox = process.ProcessSandboxFactory().create(
+    sandbox = ProcessSandboxFactory().create(
         SandboxSpec(conversation_id="c1", workspace=tmp_path / "ws", command_timeout_seconds=10)
     )
     await sandbox.start()

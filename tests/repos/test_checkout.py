@@ -11,7 +11,9 @@ import pytest
 from convo.domain.conversation import ProviderToken, ProviderType
 from convo.domain.events import Event
 from convo.runtime.base import SandboxSpec
+from convo.runtime.bwrap import BwrapSandboxFactory
 from convo.runtime.process import ProcessSandbox
+from convo.runtime.select import bwrap_available
 from convo.services.repository import (
     Checkout,
     RepositoryError,
@@ -143,12 +145,10 @@ async def test_the_checkout_works_inside_the_bubblewrap_sandbox(
 ) -> None:
     """Git runs in the sandbox's shell: the clone lands in /workspace/repo there, setup.sh
     runs confined, and a push authenticates through the credential helper."""
-    bwrap = pytest.importorskip("convo.runtime.bwrap")
-    select = pytest.importorskip("convo.runtime.select")
-    if not select.bwrap_available():
+    if not bwrap_available():
         pytest.skip("bubblewrap cannot run here")
     env = {"GITHUB_TOKEN": TOKEN}
-    box = bwrap.BwrapSandboxFactory().create(SandboxSpec("c2", tmp_path / "ws", env=env))
+    box = BwrapSandboxFactory().create(SandboxSpec("c2", tmp_path / "ws", env=env))
     await box.start()
     try:
         events: list[Event] = []

@@ -6,9 +6,9 @@ Each observation has ``cause`` = the action's id and repeats the action's
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol
 
+from convo.agent.editor import FileEditor
 from convo.agent.failures import ERROR_TOOL_FAILED
 from convo.domain.events import ActionType, Event, EventSource, ObservationType, now_iso
 from convo.errors import SandboxError
@@ -49,10 +49,7 @@ class Editor(Protocol):
 
 
 def default_editor(sandbox: Sandbox) -> Editor:
-    """``FileEditor(sandbox)``, imported when first needed."""
-    module = importlib.import_module("convo.agent.editor")
-    editor: Editor = module.FileEditor(sandbox)
-    return editor
+    return FileEditor(sandbox)
 
 
 # --- observation constructors ----------------------------------------------------------------
