@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from convo.api.app import Overrides, create_asgi_app, fastapi_app
 from convo.config import Settings
+from tests.polling import wait_until
 
 
 @dataclass
@@ -86,14 +87,4 @@ def server_factory(tmp_path: Path) -> ServeFactory:
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
     """Poll an async or sync predicate until truthy; fail after timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, timeout, interval=0.05)

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from tests.polling import wait_until
+
 
 @dataclass
 class Observer:
@@ -93,12 +95,7 @@ class Observer:
 
 
 async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    await wait_until(predicate, timeout, what=what)
 
 
 async def all_events(base_url: str, conversation_id: str) -> list[dict[str, Any]]:

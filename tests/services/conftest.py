@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from convo.runtime.base import SandboxSpec
 from convo.runtime.fake import FakeSandbox
 from convo.services.conversations import ConversationManager
 from convo.storage.base import Storage
+from tests.polling import wait_until as wait_until
 from tests.storage.conftest import storage as storage  # the fixture: SQLite, PostgreSQL, memory
 
 
@@ -82,20 +82,6 @@ def agent_states(events: list[Event]) -> list[str]:
         for e in events
         if e.observation == "agent_state_changed"
     ]
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def last_state(manager: ConversationManager, conversation_id: str) -> str | None:
