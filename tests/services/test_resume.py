@@ -14,7 +14,7 @@ from convo.llm.scripted import ScriptedLLM, text_response, tool_response
 from convo.runtime.base import SandboxSpec
 from convo.runtime.fake import FakeSandbox
 from convo.services.conversations import NewConversation
-from convo.services.recovery import STOPPED_BY_RESTART
+from convo.services.supervisor import STOPPED_BY_RESTART
 from convo.storage.memory import MemoryStorage
 from tests.services.conftest import (
     FINISHED,

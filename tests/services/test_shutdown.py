@@ -78,10 +78,10 @@ async def test_metadata_is_flushed_on_shutdown(tmp_path: Path) -> None:
         await manager.start(conversation_id, None)
         running = manager.running_conversations()[0]
         await wait_until(lambda: running.pending_action is not None)
-        assert manager.metadata.pending(conversation_id)  # the action's time is pending
+        assert manager.metadata_sync.pending(conversation_id)  # the action's time is pending
     after = (await storage.conversations.get(conversation_id)).last_updated_at
     assert after > before
-    assert manager.metadata.pending(conversation_id) == {}
+    assert manager.metadata_sync.pending(conversation_id) == {}
 
 
 async def test_an_action_waiting_for_confirmation_does_not_hold_up_shutdown(

@@ -142,16 +142,8 @@ class SocketServer:
             raise Refused(
                 f"Conversation {conversation_id} not found", "CONVERSATION$NOT_FOUND"
             ) from None
-        options = self._options
-        feed = EventFeed(
-            manager.storage.events,
-            manager.event_log.bus,
-            conversation_id,
-            after,
-            page_size=options.page_size,
-            max_queue=options.max_queue,
-        )
-        feed.open()  # before the loop starts: nothing it emits can slip past this client
+        # opened before the loop starts: nothing it emits can slip past this client
+        feed = manager.open_feed(conversation_id, after, self._options)
         try:
             await manager.start(conversation_id, metadata.user_id, providers)
         except ConvoError as exc:

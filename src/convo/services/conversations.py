@@ -6,7 +6,7 @@ owned, named task.
 
 Which conversations should run is stored (``desired_running``): set by a start, cleared by a
 user's stop (and by eviction, idle closing or a failed start), and left as it is by a server
-shutdown, so that the ``Supervisor`` (``recovery.py``) resumes them on the next start-up.
+shutdown, so that the ``Supervisor`` (``supervisor.py``) resumes them on the next start-up.
 ``shutdown`` (also ``aclose``) refuses new starts, lets running commands finish within the
 grace period, then stops every loop.
 """
@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,13 @@ from convo.runtime.base import SandboxFactory
 from convo.services.event_log import EventLog, status_update
 from convo.services.metadata_sync import MetadataSync
 from convo.services.orphans import ProcessRegistry
-from convo.services.recovery import Supervisor
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
 from convo.services.shutdown import stop_gracefully
+from convo.services.streams import EventFeed, StreamOptions
+from convo.services.supervisor import Supervisor
 from convo.services.user_config import resolve_config
 from convo.services.user_events import parse_user_event, title_from_text
-from convo.storage.base import Storage
+from convo.storage.base import ConversationPage, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class ConversationManager:
         self._lock = asyncio.Lock()
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
-        self.metadata = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
+        self.metadata_sync = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
         self.processes = ProcessRegistry(settings.resolved_data_dir() / "run")
         self.supervisor = Supervisor(self, settings)
         self._deps = LoopDeps(
@@ -147,14 +149,16 @@ class ConversationManager:
             return await self._stop(conversation_id, record_stop=False, wait_seconds=wait_seconds)
 
         await stop_gracefully(list(self._running.values()), stop, grace)
-        await self.metadata.flush_all()
+        await self.metadata_sync.flush_all()
 
     @property
     def event_log(self) -> EventLog:
+        """For tests and tools; the API goes through the methods below."""
         return self._log
 
     @property
     def storage(self) -> Storage:
+        """For tests and tools; the API goes through the methods below."""
         return self._storage
 
     def workspace_path(self, conversation_id: str) -> Path:
@@ -187,6 +191,84 @@ class ConversationManager:
             return await self._storage.conversations.get(conversation_id)
         except RecordNotFound:
             raise ConversationNotFound(conversation_id) from None
+
+    async def events(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Stored events with start_id <= id <= end_id (descending when ``reverse``);
+        ConversationNotFound for an unknown conversation."""
+        await self.get_metadata(conversation_id)
+        return await self._storage.events.list(
+            conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit
+        )
+
+    def open_feed(self, conversation_id: str, after_id: int, options: StreamOptions) -> EventFeed:
+        """A feed of the conversation's events after ``after_id``, then live ones; already
+        subscribed (so counted in ``num_connections``). The caller closes it."""
+        feed = EventFeed(
+            self._storage.events,
+            self._log.bus,
+            conversation_id,
+            after_id,
+            page_size=options.page_size,
+            max_queue=options.max_queue,
+        )
+        feed.open()
+        return feed
+
+    async def search(
+        self,
+        user_id: str | None,
+        *,
+        limit: int = 20,
+        page_id: str | None = None,
+        selected_repository: str | None = None,
+        trigger: ConversationTrigger | None = None,
+    ) -> ConversationPage:
+        """The user's conversations, newest first."""
+        return await self._storage.conversations.search(
+            user_id,
+            limit=limit,
+            page_id=page_id,
+            selected_repository=selected_repository,
+            trigger=trigger,
+        )
+
+    async def llm_configured(self, user_id: str | None) -> bool:
+        """Whether a model is set, on the server or in the user's settings."""
+        if self._settings.llm_model:
+            return True
+        stored = await self._storage.settings.load_settings(user_id)
+        return bool(stored and stored.llm_model)
+
+    # --- for the supervisor ------------------------------------------------------------
+    async def kill_leftovers(self) -> None:
+        await asyncio.to_thread(self.processes.kill_leftovers)
+
+    async def wanted_running(self) -> list[ConversationMetadata]:
+        return await self._storage.conversations.list_desired_running()
+
+    async def abandon(
+        self,
+        conversation_id: str,
+        events: Sequence[Event],
+        status: dict[str, Any] | None = None,
+    ) -> None:
+        """Store that it should not run (so nothing resumes it), then the events saying why."""
+        await self._storage.conversations.update_fields(conversation_id, desired_running=False)
+        for event in events:
+            await self._log.append(conversation_id, event)
+        if status is not None:
+            await self._log.publish_status(conversation_id, status)
+
+    async def flush_metadata(self) -> None:
+        await self.metadata_sync.flush_all()
 
     # --- commands ----------------------------------------------------------------------
     async def create(self, user_id: str | None, request: NewConversation) -> str:
@@ -369,7 +451,7 @@ class ConversationManager:
             if record_stop:
                 with contextlib.suppress(RecordNotFound):
                     await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
-                    await self.metadata.flush(conversation_id, last_updated_at=utcnow())
+                    await self.metadata_sync.flush(conversation_id, last_updated_at=utcnow())
         finally:
             del self._stopping[conversation_id]
             done.set_result(None)
@@ -406,7 +488,7 @@ class ConversationManager:
             await self.update_title(conversation_id, title)
 
     async def _on_event(self, running: RunningConversation, event: Event) -> None:
-        await self.metadata.on_event(running.conversation_id, event)
+        await self.metadata_sync.on_event(running.conversation_id, event)
 
     def _discard(self, running: RunningConversation) -> None:
         if self._running.get(running.conversation_id) is running:
@@ -417,10 +499,10 @@ class ConversationManager:
         self._discard(running)
         fields: dict[str, object] = {"desired_running": False} if failure is not None else {}
         try:
-            await self.metadata.flush(running.conversation_id, **fields)
+            await self.metadata_sync.flush(running.conversation_id, **fields)
         except Exception:
             logger.exception("could not record the end of %s", running.conversation_id)
-        self.metadata.forget(running.conversation_id)
+        self.metadata_sync.forget(running.conversation_id)
 
 
 async def _cancel_and_wait(running: RunningConversation, wait_seconds: float) -> None:

@@ -21,10 +21,9 @@ _TRAJECTORY_PAGE = 500
 
 @router.get("/{conversation_id}/trajectory")
 async def get_trajectory(conversation_id: ConversationId, manager: ManagerDep) -> dict[str, Any]:
-    await manager.get_metadata(conversation_id)
     trajectory: list[dict[str, Any]] = []
     while True:
-        page = await manager.storage.events.list(
+        page = await manager.events(
             conversation_id, start_id=len(trajectory), limit=_TRAJECTORY_PAGE
         )
         trajectory.extend(event.to_wire() for event in page)

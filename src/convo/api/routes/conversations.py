@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
-from convo.api.deps import ManagerDep, SettingsDep, UserIdDep
+from convo.api.deps import ManagerDep, UserIdDep
 from convo.api.schemas import (
     CONVERSATION_ID_PATTERN,
     ConversationInfo,
@@ -92,10 +92,9 @@ async def _start(
 
 @router.post("", response_model=ConversationResponse)
 async def new_conversation(
-    body: CreateConversationRequest, manager: ManagerDep, settings: SettingsDep, user_id: UserIdDep
+    body: CreateConversationRequest, manager: ManagerDep, user_id: UserIdDep
 ) -> ConversationResponse | JSONResponse:
-    stored = await manager.storage.settings.load_settings(user_id)
-    if not (settings.llm_model or (stored and stored.llm_model)):
+    if not await manager.llm_configured(user_id):
         return _error(
             400,
             {
@@ -135,7 +134,7 @@ async def search_conversations(
     selected_repository: str | None = None,
     conversation_trigger: ConversationTrigger | None = None,
 ) -> ConversationInfoResultSet:
-    page = await manager.storage.conversations.search(
+    page = await manager.search(
         user_id,
         limit=limit,
         page_id=page_id,

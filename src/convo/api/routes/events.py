@@ -25,8 +25,7 @@ async def search_events(
 ) -> EventPage | JSONResponse:
     if not 1 <= limit <= 100:
         return JSONResponse({"detail": "Invalid limit: must be between 1 and 100"}, status_code=400)
-    await manager.get_metadata(conversation_id)
-    events = await manager.storage.events.list(
+    events = await manager.events(
         conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit + 1
     )
     return EventPage(events=[e.to_wire() for e in events[:limit]], has_more=len(events) > limit)

@@ -96,15 +96,7 @@ async def stream_events(
         return JSONResponse({"detail": "Last-Event-ID must be an event id"}, status_code=400)
     await manager.get_metadata(conversation_id)  # 404 for an unknown conversation
     options: StreamOptions = request.app.state.stream_options
-    feed = EventFeed(
-        manager.storage.events,
-        manager.event_log.bus,
-        conversation_id,
-        resume_after,
-        page_size=options.page_size,
-        max_queue=options.max_queue,
-    )
-    feed.open()  # counted in num_connections from here on
+    feed = manager.open_feed(conversation_id, resume_after, options)  # counted from here on
     return StreamingResponse(
         _events(feed, options.keepalive_seconds),
         media_type="text/event-stream",

@@ -11,6 +11,9 @@ not is resumed, whatever the reason), closes idle loops nobody listens to, and w
 metadata still pending. It is one named task, owned by the ConversationManager, cancelled
 on shutdown; a failing round is logged and the next one runs as usual.
 
+It sees the manager only through ``Supervised``, the few things a supervisor needs: what
+should run, what runs, resume, stop, and recording why a conversation is not running.
+
 It assumes it is the only server using its database: several servers sharing a PostgreSQL
 database would each resume the others' conversations.
 """
@@ -21,22 +24,57 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from convo.config import Settings
-from convo.domain.conversation import AgentState, ConversationMetadata
-from convo.domain.events import EventSource, agent_state_changed, error_observation
+from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
+from convo.domain.events import Event, EventSource, agent_state_changed, error_observation
 from convo.errors import ConvoError, RecordNotFound
 from convo.services.event_log import status_update
-
-if TYPE_CHECKING:
-    from convo.services.conversations import ConversationManager
+from convo.services.running import RunningConversation
 
 logger = logging.getLogger(__name__)
 
 STOPPED_BY_RESTART = "STATUS$STOPPED_BY_RESTART"
 RESUME_FAILED = "STATUS$ERROR_RESUME"
+
+
+class Supervised(Protocol):
+    """What the supervisor needs of the conversations it watches (the ConversationManager)."""
+
+    @property
+    def closing(self) -> bool:
+        """The server shuts down: start nothing."""
+
+    async def kill_leftovers(self) -> None:
+        """Kill the processes a killed predecessor left behind."""
+
+    async def wanted_running(self) -> list[ConversationMetadata]:
+        """The conversations the store says should run."""
+
+    def is_running(self, conversation_id: str) -> bool: ...
+
+    def running_conversations(self) -> list[RunningConversation]: ...
+
+    def num_connections(self, conversation_id: str) -> int: ...
+
+    async def resume(self, conversation_id: str) -> ConversationStatus | None:
+        """Start its loop if it should still run; None when it no longer should."""
+
+    async def stop(self, conversation_id: str) -> bool: ...
+
+    async def abandon(
+        self,
+        conversation_id: str,
+        events: Sequence[Event],
+        status: dict[str, Any] | None = None,
+    ) -> None:
+        """Mark it as not to be run, with the events (and status update) saying why."""
+
+    async def flush_metadata(self) -> None:
+        """Write the metadata still pending."""
 
 
 @dataclass
@@ -49,7 +87,7 @@ class Reconciliation:
 
 
 class Supervisor:
-    def __init__(self, manager: ConversationManager, settings: Settings) -> None:
+    def __init__(self, manager: Supervised, settings: Settings) -> None:
         self._manager = manager
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
@@ -58,7 +96,7 @@ class Supervisor:
     async def start(self) -> Reconciliation:
         """The start-up round (awaited: statuses are truthful before the first request),
         then the periodic task."""
-        await asyncio.to_thread(self._manager.processes.kill_leftovers)
+        await self._manager.kill_leftovers()
         first = await self.reconcile()
         self._task = asyncio.create_task(self._forever(), name="conversations:supervisor")
         return first
@@ -80,7 +118,7 @@ class Supervisor:
 
     async def run_round(self) -> Reconciliation:
         await self.reap_idle()
-        await self._manager.metadata.flush_all()
+        await self._manager.flush_metadata()
         return await self.reconcile()
 
     # --- reconciling -------------------------------------------------------------------
@@ -90,7 +128,7 @@ class Supervisor:
         result = Reconciliation()
         if self._manager.closing:
             return result
-        wanted = await self._manager.storage.conversations.list_desired_running()
+        wanted = await self._manager.wanted_running()
         orphaned = [m for m in wanted if not self._manager.is_running(m.conversation_id)]
         orphaned.sort(key=lambda m: m.last_updated_at)
         for metadata in orphaned:
@@ -122,30 +160,28 @@ class Supervisor:
             "The server stopped while this conversation was running, and it is configured not "
             "to resume conversations (CONVO_ON_RESTART=stop). Start it again to continue."
         )
-        log = self._manager.event_log
-        await log.append(
+        await self._manager.abandon(
             conversation_id,
-            error_observation(reason, error_id=STOPPED_BY_RESTART, source=EventSource.ENVIRONMENT),
-        )
-        await log.append(conversation_id, agent_state_changed(AgentState.STOPPED, reason))
-        await self._manager.storage.conversations.update_fields(
-            conversation_id, desired_running=False
+            [
+                error_observation(
+                    reason, error_id=STOPPED_BY_RESTART, source=EventSource.ENVIRONMENT
+                ),
+                agent_state_changed(AgentState.STOPPED, reason),
+            ],
         )
 
     async def _record_failure(self, conversation_id: str, exc: Exception) -> None:
         message = f"The conversation could not be resumed after a restart: {exc}"
         with contextlib.suppress(ConvoError):
-            await self._manager.storage.conversations.update_fields(
-                conversation_id, desired_running=False
-            )
-            log = self._manager.event_log
-            await log.append(
+            await self._manager.abandon(
                 conversation_id,
-                error_observation(message, error_id=RESUME_FAILED, source=EventSource.ENVIRONMENT),
-            )
-            await log.append(conversation_id, agent_state_changed(AgentState.ERROR, message))
-            await log.publish_status(
-                conversation_id, status_update("error", RESUME_FAILED, message)
+                [
+                    error_observation(
+                        message, error_id=RESUME_FAILED, source=EventSource.ENVIRONMENT
+                    ),
+                    agent_state_changed(AgentState.ERROR, message),
+                ],
+                status_update("error", RESUME_FAILED, message),
             )
 
     # --- idle loops --------------------------------------------------------------------
