@@ -146,12 +146,16 @@ async def test_an_unknown_conversation_is_refused_and_not_created(
     server_factory: ServeFactory,
 ) -> None:
     async with server_factory(_overrides(ScriptedLLM())) as server:
-        for bad_id in ("0123456789abcdef0123456789abcdef", "../etc", ""):
+        for bad_id, expected in (
+            ("0123456789abcdef0123456789abcdef", "not found"),
+            ("../etc", "not found"),
+            ("", "conversation_id is required"),
+        ):
             client = SocketClient(server.base_url)
             with pytest.raises(socketio.exceptions.ConnectionError):
                 await client.connect(bad_id)
             assert client.connect_errors, bad_id
-        assert "not found" in str(client.connect_errors[0]) or client.connect_errors
+            assert expected in client.connect_errors[0]["message"], bad_id
         assert await server.manager.storage.conversations.count(None) == 0
         page = (await server.client.get("/api/conversations")).json()
         assert page["results"] == []

@@ -21,6 +21,7 @@ from convo.runtime.bwrap import BwrapSandbox, BwrapSandboxFactory
 from convo.runtime.limits import GIB, ResourceLimits
 from convo.runtime.select import bwrap_available
 from convo.runtime.shell import group_pids
+from tests.polling import wait_until
 from tests.runtime.conftest import pid_gone
 
 MIB = 1024**2
@@ -153,9 +154,13 @@ async def test_close_leaves_no_process_behind(box: BwrapSandbox) -> None:
         "sleep 1000 & nohup sleep 1001 >/dev/null 2>&1 & setsid sleep 1002 >/dev/null 2>&1 &"
     )
     running = asyncio.create_task(box.run("sleep 1003", timeout=30))
-    await asyncio.sleep(0.3)
-    inside = sandbox_pids(box)
-    assert len(inside) >= 6  # init, bash, four sleeps
+    inside: list[int] = []
+
+    def all_started() -> bool:
+        inside[:] = sandbox_pids(box)
+        return len(inside) >= 6  # init, bash, four sleeps
+
+    await wait_until(all_started, 10, what="the foreground sleep to start")
     launcher = box.shell_pid
     assert launcher is not None
     await box.close()

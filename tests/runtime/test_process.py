@@ -14,6 +14,7 @@ from convo.errors import PathOutsideWorkspace, SandboxError
 from convo.runtime.base import Sandbox, SandboxSpec
 from convo.runtime.process import ProcessSandbox, ProcessSandboxFactory
 from convo.runtime.shell import group_pids
+from tests.polling import wait_until
 from tests.runtime.conftest import pid_gone
 
 
@@ -200,12 +201,16 @@ async def test_close_kills_running_and_background_processes(sandbox: ProcessSand
     started = await sandbox.run("sleep 1000 & echo $!; nohup sleep 1001 >/dev/null 2>&1 & echo $!")
     background = [int(pid) for pid in started.output.split()]
     running = asyncio.create_task(sandbox.run("sleep 1002", timeout=30))
-    await asyncio.sleep(0.3)
     shell = sandbox.shell_pid
     assert shell is not None
-    members = await asyncio.to_thread(group_pids, shell)
-    assert set(background) <= set(members)
-    assert len(members) >= 4  # bash, two background sleeps, the foreground sleep
+    members: list[int] = []
+
+    async def all_started() -> bool:
+        members[:] = await asyncio.to_thread(group_pids, shell)
+        # bash, two background sleeps, the foreground sleep
+        return set(background) <= set(members) and len(members) >= 4
+
+    await wait_until(all_started, 10, what="the foreground sleep to start")
     await sandbox.close()
     await sandbox.close()  # idempotent
     assert await wait_gone(members) == []

@@ -73,5 +73,6 @@ async def test_cgroups_are_removed_on_close(spec: SandboxSpec, tmp_path: Path) -
     cgroup = sandbox._cgroup  # the directories to watch
     assert isinstance(cgroup, SandboxCgroup)
     dirs = list(cgroup.dirs)
+    assert dirs, "the sandbox joined no cgroup, so there is nothing to watch being removed"
     await sandbox.close()
     assert all(not directory.exists() for directory in dirs)

@@ -45,11 +45,14 @@ async def test_a_running_command_finishes_and_no_new_one_starts(tmp_path: Path) 
     assert (await storage.conversations.get(conversation_id)).desired_running
 
 
+GRACE = 2.0
+
+
 async def test_the_grace_period_bounds_a_long_command(tmp_path: Path) -> None:
     storage = MemoryStorage()
     llm = ScriptedLLM(when_exhausted=_run("sleep 100"))
     sandboxes = FakeSandboxFactory(tmp_path, delay_seconds=100)
-    settings = make_settings(tmp_path, shutdown_grace_seconds=1.0)
+    settings = make_settings(tmp_path, shutdown_grace_seconds=GRACE)
     manager = make_manager(settings, storage, llm, sandboxes)
     async with manager:
         ids = [await manager.create(None, NewConversation(initial_user_msg="go")) for _ in range(5)]
@@ -60,7 +63,8 @@ async def test_the_grace_period_bounds_a_long_command(tmp_path: Path) -> None:
         )
         began = time.monotonic()
         await manager.shutdown()
-        assert time.monotonic() - began < 1.0
+        # commands get half the grace period; the whole shutdown stays within it
+        assert time.monotonic() - began < GRACE
         assert manager.running_ids() == []
     assert all(s.closed for s in sandboxes.created)
     for conversation_id in ids:

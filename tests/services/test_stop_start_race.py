@@ -21,16 +21,25 @@ from tests.services.conftest import (
 )
 
 
-async def _slow_close(sandbox: FakeSandbox) -> asyncio.Event:
-    gate = asyncio.Event()
+async def _slow_close(sandbox: FakeSandbox) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the sandbox's close wait for the returned gate; the second event is set once the
+    close has begun (the stop is then in progress)."""
+    gate, closing = asyncio.Event(), asyncio.Event()
     original = sandbox.close
 
     async def slow_close() -> None:
+        closing.set()
         await gate.wait()
         await original()
 
     sandbox.close = slow_close  # type: ignore[method-assign]
-    return gate
+    return gate, closing
+
+
+async def _settle() -> None:
+    """Let every task that can run without I/O run (all storage here is in memory)."""
+    for _ in range(100):
+        await asyncio.sleep(0)
 
 
 async def _running(manager: ConversationManager, sandboxes: FakeSandboxFactory) -> str:
@@ -54,11 +63,11 @@ async def test_a_start_during_a_stop_starts_a_new_loop_after_it(tmp_path: Path) 
     )
     async with manager:
         cid = await _running(manager, sandboxes)
-        gate = await _slow_close(sandboxes.created[0])
+        gate, closing = await _slow_close(sandboxes.created[0])
         stopping = asyncio.create_task(manager.stop(cid))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(closing.wait(), 10)
         starting = asyncio.create_task(manager.start(cid, None))
-        await asyncio.sleep(0.05)
+        await _settle()
         assert not starting.done()  # it waits for the stop instead of answering RUNNING
         gate.set()
         assert await stopping is True
@@ -76,15 +85,15 @@ async def test_a_message_during_a_stop_is_answered_by_the_next_loop(tmp_path: Pa
     manager = make_manager(make_settings(tmp_path), storage, llm, sandboxes)
     async with manager:
         cid = await _running(manager, sandboxes)
-        gate = await _slow_close(sandboxes.created[0])
+        gate, closing = await _slow_close(sandboxes.created[0])
         stopping = asyncio.create_task(manager.stop(cid))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(closing.wait(), 10)
         sending = asyncio.create_task(
             manager.send_user_event(
                 cid, {"action": "message", "args": {"content": "one more thing"}}
             )
         )
-        await asyncio.sleep(0.05)
+        await _settle()
         gate.set()
         await stopping
         await sending

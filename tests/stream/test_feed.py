@@ -57,15 +57,41 @@ async def test_replay_after_an_id_then_live() -> None:
     assert bus.subscriber_count(CID) == 0
 
 
+class _YieldingEvents:
+    """The memory event store, but each page read yields first (as a real database does) and
+    records how many events were stored when it ran, so the test can see the overlap."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._events = storage.events
+        self.stored_at_reads: list[int] = []
+
+    async def append(self, conversation_id: str, event: Any) -> Any:
+        return await self._events.append(conversation_id, event)
+
+    async def list(self, conversation_id: str, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        self.stored_at_reads.append(await self._events.last_id(conversation_id) + 1)
+        return await self._events.list(conversation_id, **kwargs)
+
+
 async def test_events_appended_during_replay_are_seen_once() -> None:
     storage, bus, log = await _setup()
     await _append(log, 100)
-    feed = EventFeed(storage.events, bus, CID, page_size=7)
+    events = _YieldingEvents(storage)
+    feed = EventFeed(events, bus, CID, page_size=7)  # type: ignore[arg-type]
     feed.open()
-    writer = asyncio.create_task(_append(log, 100, 100))
+
+    async def write_while_replaying() -> None:
+        for i in range(100, 200):
+            await log.append(CID, message_action(f"m{i}", EventSource.USER))
+            await asyncio.sleep(0)
+
+    writer = asyncio.create_task(write_while_replaying())
     got = await _collect(feed, 200)
     await writer
     assert [e["id"] for e in got] == list(range(200))
+    # the replay really overlapped the appends: some page was read while they were going on
+    assert any(100 < count < 200 for count in events.stored_at_reads), events.stored_at_reads
     assert await feed.next(idle_timeout=0.01) is None
     feed.close()
     assert await feed.next() is FEED_END
