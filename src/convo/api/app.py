@@ -41,6 +41,7 @@ from convo.cluster.base import EventBus
 from convo.cluster.local import LocalEventBus
 from convo.config import Settings
 from convo.llm.base import LLMClientFactory
+from convo.llm.select import LLMClients
 from convo.runtime.base import SandboxFactory
 from convo.services.conversations import ConversationManager
 from convo.services.streams import StreamOptions
@@ -81,12 +82,6 @@ async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, 
     return factory, None
 
 
-def _default_llm_factory() -> LLMClientFactory:
-    from convo.llm.litellm_client import make_llm_client
-
-    return make_llm_client
-
-
 def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:
     chosen = overrides or Overrides()
 
@@ -103,12 +98,14 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
             if runtime_warning:
                 logger.warning("%s", runtime_warning)
         app.state.runtime_warning = runtime_warning
+        # light OpenAI-compatible clients, litellm only for the models that need it
+        llm_clients = LLMClients()
         manager = ConversationManager(
             settings=settings,
             storage=storage,
             bus=bus,
             sandbox_factory=sandbox_factory,
-            llm_factory=chosen.llm_factory or _default_llm_factory(),
+            llm_factory=chosen.llm_factory or llm_clients,
         )
         app.state.storage = storage
         app.state.bus = bus
@@ -124,6 +121,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
                     await begin_shutdown(app)
         finally:
             await bus.aclose()
+            await llm_clients.aclose()
             await storage.aclose()
 
     app = FastAPI(title="convo", version=__version__, lifespan=lifespan)

@@ -12,6 +12,7 @@ from convo.agent.condenser import CondenserConfig
 from convo.config import Settings
 from convo.domain.conversation import ProviderToken, ProviderType, UserSecrets, UserSettings
 from convo.llm.base import LLMConfig
+from convo.llm.model_info import context_window
 from convo.services.repository import RepositoryOptions
 
 logger = logging.getLogger(__name__)
@@ -87,17 +88,12 @@ def resolve_config(
 
 
 def model_context_window(model: str) -> int | None:
-    """The model's input window from litellm's bundled model list (no network), if known.
+    """The model's input window from litellm's price map, read as data (no import, no network).
 
-    Slow the first time (it imports litellm): the condenser calls it in a thread, and only
-    once a request is large enough for the window to matter.
+    Reads a file the first time per model: the condenser calls it in a thread, and only once
+    a request is large enough for the window to matter.
     """
-    from convo.llm.litellm_client import _import_litellm
-
-    try:
-        info = _import_litellm().get_model_info(model)
-    except Exception:
-        logger.info("litellm does not know the context window of %s", model)
-        return None
-    window = info.get("max_input_tokens") or info.get("max_tokens")
-    return int(window) if window else None
+    window = context_window(model)
+    if window is None:
+        logger.info("the price map does not know the context window of %s", model)
+    return window
