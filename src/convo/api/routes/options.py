@@ -7,51 +7,23 @@ litellm, which is slow to import) and never fetched from the network.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import json
-import logging
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
 
 from convo.api.deps import SettingsDep, StorageDep, UserIdDep
+from convo.llm.model_info import known_chat_models
 
-logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/options", tags=["options"])
 
 AGENTS = ["CodeActAgent"]
-_PRICE_MAP = "model_prices_and_context_window_backup.json"
-_CHAT_MODES = {"chat", "responses", None}
-
-
-def _price_map_path() -> Path | None:
-    spec = importlib.util.find_spec("litellm")  # locates the package without importing it
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent / _PRICE_MAP
 
 
 @lru_cache(maxsize=1)
 def known_models() -> tuple[str, ...]:
-    """The chat models litellm knows of, sorted; empty if its price map is missing."""
-    path = _price_map_path()
-    if path is None or not path.is_file():
-        logger.warning("litellm's model list is not available")
-        return ()
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        logger.warning("could not read litellm's model list from %s", path)
-        return ()
-    return tuple(
-        sorted(
-            name
-            for name, spec in data.items()
-            if name != "sample_spec" and isinstance(spec, dict) and spec.get("mode") in _CHAT_MODES
-        )
-    )
+    """The chat models litellm's price map lists (parsed once); empty if it is missing."""
+    return known_chat_models()
 
 
 @router.get("/models")
