@@ -7,7 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from convo.domain.conversation import ConversationStatus, ConversationTrigger, ProviderType
+from convo.domain.conversation import (
+    AgentState,
+    ConversationStatus,
+    ConversationTrigger,
+    ProviderType,
+)
 
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -54,6 +59,10 @@ class ConversationInfo(BaseModel):
     session_api_key: str | None = None
     created_at: datetime
     pr_number: list[int] = Field(default_factory=list)
+    # convo's addition beside OpenHands' fields: what the agent is doing or how it ended
+    # (running, awaiting_user_input, finished, error, stopped, ...); None before its first
+    # start.
+    agent_state: AgentState | None = None
 
 
 class ConversationInfoResultSet(BaseModel):

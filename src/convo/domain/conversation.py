@@ -88,6 +88,9 @@ class ConversationMetadata:
     # The providers whose tokens the loop was last started with (None: all stored ones),
     # so that a resumed loop gets the same ones.
     providers_set: list[ProviderType] | None = None
+    # The agent state of the last stored ``agent_state_changed`` event (None: none yet);
+    # the event store keeps it up to date as it appends such an event.
+    agent_state: AgentState | None = None
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from convo.domain.conversation import (
+    AgentState,
     ConversationMetadata,
     ConversationTrigger,
     CustomSecret,
@@ -23,6 +24,7 @@ from convo.domain.conversation import (
     UserSecrets,
     UserSettings,
 )
+from convo.domain.events import Event, ObservationType
 
 # ``user_id`` None (single-user mode) is stored as the empty string so it can be a key.
 ANONYMOUS_USER = ""
@@ -118,7 +120,28 @@ def metadata_from_row(row: Row) -> ConversationMetadata:
         conversation_instructions=row["conversation_instructions"],
         desired_running=bool(row["desired_running"]),
         providers_set=_providers(row["providers_set"]),
+        agent_state=_agent_state(row["agent_state"]),
     )
+
+
+def _agent_state(value: Any) -> AgentState | None:
+    """A stored state; one this version does not know (a newer one wrote it) reads as None."""
+    try:
+        return AgentState(value) if value else None
+    except ValueError:
+        return None
+
+
+def agent_state_of(event: Event) -> str | None:
+    """The state an ``agent_state_changed`` event moves its conversation to, else None.
+
+    Both event stores write it to the conversation row in the same step as the event, so
+    the row's ``agent_state`` is always that of the last such event stored.
+    """
+    if event.observation != ObservationType.AGENT_STATE_CHANGED:
+        return None
+    state = (event.extras or {}).get("agent_state")
+    return state if isinstance(state, str) and state else None
 
 
 def _providers(value: Any) -> list[ProviderType] | None:

@@ -127,6 +127,8 @@ class MemoryEventStore:
         stored = event.stored(len(log), event.timestamp or now_iso())
         # Keep the wire form, as the SQL store does, so nested dicts are not shared.
         log.append(Event.from_wire(stored.to_wire()))
+        if (state := codec.agent_state_of(event)) is not None:
+            self._state.conversations[conversation_id]["agent_state"] = state
         return stored
 
     async def list(

@@ -78,6 +78,8 @@ conversations = Table(
     Column("conversation_instructions", Text),
     Column("desired_running", Boolean, nullable=False, server_default=false()),
     Column("providers_set", JSON, nullable=True),
+    # AgentState of the last agent_state_changed event, set by EventStore.append.
+    Column("agent_state", String(32), nullable=True),
     # The id the next appended event gets; only EventStore.append moves it.
     Column("next_event_id", Integer, nullable=False, server_default="0"),
     Index(None, "user_id", "created_at"),

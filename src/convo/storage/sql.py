@@ -220,7 +220,7 @@ class SqlEventStore:
     async def append(self, conversation_id: str, event: Event) -> Event:
         with translate_errors(f"Appending an event to conversation {conversation_id}"):
             async with self._gate.begin() as conn:
-                event_id = await self._claim_id(conn, conversation_id)
+                event_id = await self._claim_id(conn, conversation_id, codec.agent_state_of(event))
                 stored = event.stored(event_id, event.timestamp or now_iso())
                 await conn.execute(
                     insert(events).values(
@@ -233,12 +233,18 @@ class SqlEventStore:
         return stored
 
     @staticmethod
-    async def _claim_id(conn: AsyncConnection, conversation_id: str) -> int:
+    async def _claim_id(
+        conn: AsyncConnection, conversation_id: str, agent_state: str | None
+    ) -> int:
+        """The event's id; an agent state change also moves the row's ``agent_state``."""
         counter = conversations.c.next_event_id
+        values: dict[str, Any] = {"next_event_id": counter + 1}
+        if agent_state is not None:
+            values["agent_state"] = agent_state
         result = await conn.execute(
             update(conversations)
             .where(conversations.c.conversation_id == conversation_id)
-            .values(next_event_id=counter + 1)
+            .values(**values)
             .returning(counter)
         )
         new_value = result.scalar_one_or_none()

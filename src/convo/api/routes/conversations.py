@@ -19,6 +19,7 @@ from convo.api.schemas import (
     UpdateConversationRequest,
 )
 from convo.domain.conversation import (
+    AgentState,
     ConversationMetadata,
     ConversationStatus,
     ConversationTrigger,
@@ -55,7 +56,23 @@ def _info(manager: ConversationManager, metadata: ConversationMetadata) -> Conve
         session_api_key=None,
         created_at=metadata.created_at,
         pr_number=list(metadata.pr_number),
+        agent_state=_agent_state(manager, metadata, status),
     )
+
+
+_LIVE_ONLY = (AgentState.LOADING, AgentState.RUNNING)
+
+
+def _agent_state(
+    manager: ConversationManager, metadata: ConversationMetadata, status: ConversationStatus
+) -> AgentState | None:
+    """The running loop's own state, else the last one stored; a loop that is gone (the
+    server stopped with it) is not working, whatever it last said."""
+    if status is not ConversationStatus.STOPPED:
+        return manager.agent_state(metadata.conversation_id) or metadata.agent_state
+    if metadata.agent_state in _LIVE_ONLY:
+        return AgentState.STOPPED
+    return metadata.agent_state
 
 
 def _error(status_code: int, body: dict[str, object]) -> JSONResponse:
