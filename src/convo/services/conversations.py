@@ -48,7 +48,7 @@ from convo.errors import (
     RecordNotFound,
     ServerShuttingDown,
 )
-from convo.llm.base import LLMClientFactory
+from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
 from convo.services.event_log import EventLog, status_update
 from convo.services.metadata_sync import MetadataSync
@@ -57,7 +57,7 @@ from convo.services.running import LoopDeps, RunningConversation, run_conversati
 from convo.services.shutdown import stop_gracefully
 from convo.services.streams import EventFeed, StreamOptions
 from convo.services.supervisor import Supervisor
-from convo.services.user_config import resolve_config
+from convo.services.user_config import resolve_config, resolve_llm
 from convo.services.user_events import parse_user_event, title_from_text
 from convo.storage.base import ConversationPage, Storage
 
@@ -110,6 +110,7 @@ class ConversationManager:
             processes=self.processes,
             on_event=self._on_event,
             on_exit=self._on_exit,
+            llm_config=self._current_llm_config,
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -486,6 +487,11 @@ class ConversationManager:
         title = title_from_text(text)
         if metadata.title == default_title(conversation_id) and title:
             await self.update_title(conversation_id, title)
+
+    async def _current_llm_config(self, running: RunningConversation) -> LLMConfig | None:
+        """The user's LLM settings as saved now: a change reaches the next LLM call."""
+        user = await self._storage.settings.load_settings(running.user_id)
+        return resolve_llm(self._settings, user)
 
     async def _on_event(self, running: RunningConversation, event: Event) -> None:
         await self.metadata_sync.on_event(running.conversation_id, event)

@@ -21,7 +21,7 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convo.agent.controller import Agent, AgentConfig
@@ -34,29 +34,15 @@ from convo.domain.events import (
     error_observation,
     mask_text,
 )
-from convo.errors import LLMNotConfigured
-from convo.llm.base import LLMClient, LLMClientFactory, LLMResponse
+from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
 from convo.services.event_log import EventLog, status_update
+from convo.services.live_llm import LiveLLM
 from convo.services.orphans import ProcessRegistry
 from convo.services.user_config import ConversationConfig
 from convo.services.workspace_setup import prepare_workspace
 
 logger = logging.getLogger(__name__)
-
-
-class UnconfiguredLLM:
-    """Stands in when no model is configured: every call explains what to set."""
-
-    async def complete(
-        self,
-        messages: list[dict[str, Any]],  # noqa: ARG002
-        tools: list[dict[str, Any]],  # noqa: ARG002
-    ) -> LLMResponse:
-        raise LLMNotConfigured(
-            "No LLM is configured: set CONVO_LLM_MODEL (and CONVO_LLM_API_KEY) on the server "
-            "or save llm_model in /api/settings"
-        )
 
 
 @dataclass
@@ -137,6 +123,25 @@ class LoopDeps:
     processes: ProcessRegistry
     on_event: Callable[[RunningConversation, Event], Awaitable[None]]
     on_exit: Callable[[RunningConversation, BaseException | None], Awaitable[None]]
+    # the conversation's LLM configuration as it is now (the user's saved settings over the
+    # server's); None: the one it started with, for good
+    llm_config: Callable[[RunningConversation], Awaitable[LLMConfig | None]] | None = None
+
+
+def live_llm(conversation: RunningConversation, deps: LoopDeps, secrets: list[str]) -> LiveLLM:
+    """The loop's LLM: it follows settings changes at each call, and a new key joins the
+    secrets masked in this loop's events."""
+    initial = conversation.config.llm
+    source = deps.llm_config
+
+    async def current() -> LLMConfig | None:
+        return await source(conversation) if source is not None else initial
+
+    def changed(config: LLMConfig | None) -> None:
+        conversation.config = replace(conversation.config, llm=config)
+        secrets.extend(v for v in conversation.config.secret_values() if v not in secrets)
+
+    return LiveLLM(deps.llm_factory, current, initial, changed)
 
 
 async def run_conversation(conversation: RunningConversation, deps: LoopDeps) -> None:
@@ -170,11 +175,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         instructions = await prepare_workspace(
             conversation.metadata, sandbox, emit, conversation.config
         )
-        llm: LLMClient = (
-            deps.llm_factory(conversation.config.llm)
-            if conversation.config.llm is not None
-            else UnconfiguredLLM()
-        )
+        llm = live_llm(conversation, deps, secrets)
         history = await deps.event_log.history(conversation.conversation_id)
         conversation.agent = Agent(
             llm=llm,

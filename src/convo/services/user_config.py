@@ -44,22 +44,8 @@ def resolve_config(
 ) -> ConversationConfig:
     user = user or UserSettings()
     model = user.llm_model or settings.llm_model
-    api_key: SecretStr | None = (
-        SecretStr(user.llm_api_key) if user.llm_api_key else settings.llm_api_key
-    )
-    llm = (
-        LLMConfig(
-            model=model,
-            base_url=user.llm_base_url or settings.llm_base_url,
-            api_key=api_key,
-            timeout_seconds=settings.llm_timeout_seconds,
-            num_retries=settings.llm_num_retries,
-        )
-        if model
-        else None
-    )
     return ConversationConfig(
-        llm=llm,
+        llm=resolve_llm(settings, user),
         max_iterations=user.max_iterations or settings.max_iterations,
         max_budget_per_task=(
             user.max_budget_per_task
@@ -84,6 +70,26 @@ def resolve_config(
             max_input_tokens=settings.llm_max_input_tokens,
             context_window=functools.partial(model_context_window, model) if model else None,
         ),
+    )
+
+
+def resolve_llm(settings: Settings, user: UserSettings | None) -> LLMConfig | None:
+    """The LLM a conversation calls: the user's saved model, key and base URL over the
+    server's; None when no model is set anywhere. Resolved again before every LLM call of a
+    running conversation (``services.live_llm``), so that a settings change reaches it."""
+    user = user or UserSettings()
+    model = user.llm_model or settings.llm_model
+    if not model:
+        return None
+    api_key: SecretStr | None = (
+        SecretStr(user.llm_api_key) if user.llm_api_key else settings.llm_api_key
+    )
+    return LLMConfig(
+        model=model,
+        base_url=user.llm_base_url or settings.llm_base_url,
+        api_key=api_key,
+        timeout_seconds=settings.llm_timeout_seconds,
+        num_retries=settings.llm_num_retries,
     )
 
 
