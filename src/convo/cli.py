@@ -53,12 +53,15 @@ def serve(
 def migrate() -> None:
     """Bring the database schema up to date, then exit."""
     from convo.storage import open_storage
+    from convo.storage.at_rest import load_sealer, prepare_data_dir
 
     settings = Settings()
 
     async def run() -> None:
-        settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
-        storage = open_storage(settings.resolved_database_url())
+        data_dir = settings.resolved_data_dir()
+        prepare_data_dir(data_dir)
+        key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+        storage = open_storage(settings.resolved_database_url(), load_sealer(data_dir, key))
         try:
             await storage.migrate()
         finally:

@@ -28,6 +28,21 @@ class Settings(BaseSettings):
     session_api_key: SecretStr | None = Field(
         default=None, description="When set, /api/* needs header X-Session-API-Key."
     )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key sealing stored secrets and tokens; default: the data dir's "
+        "secrets.key (created 0600).",
+    )
+
+    # request limits
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body (413 above)."
+    )
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1024,
+        description="Largest multipart upload body (upload-files; 413 above).",
+    )
 
     # server-wide default LLM
     llm_model: str | None = Field(

@@ -45,6 +45,7 @@ from convo.llm.select import LLMClients
 from convo.runtime.base import SandboxFactory
 from convo.services.conversations import ConversationManager
 from convo.services.streams import StreamOptions
+from convo.storage.at_rest import prepare_data_dir
 from convo.storage.base import Storage
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,12 @@ class Overrides:
 
 def _default_storage(settings: Settings) -> Storage:
     from convo.storage import open_storage
+    from convo.storage.at_rest import load_sealer
 
-    return open_storage(settings.resolved_database_url())
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    return open_storage(
+        settings.resolved_database_url(), load_sealer(settings.resolved_data_dir(), key)
+    )
 
 
 async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, str | None]:
@@ -87,7 +92,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings.resolved_data_dir())
         storage = chosen.storage or _default_storage(settings)
         await storage.migrate()
         bus = chosen.bus or LocalEventBus()

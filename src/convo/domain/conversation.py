@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from convo.domain.secret_rules import refused_name_reason, refused_value_reason
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -134,12 +136,25 @@ class UserSecrets:
         """Environment variables for a conversation's shell.
 
         ``providers`` chooses which provider tokens to pass; None passes all stored ones.
-        A custom secret of the same name as a token variable wins over the token.
+        A custom secret of the same name as a token variable wins over the token. Secrets
+        that ``refused()`` names are left out.
         """
         env: dict[str, str] = {}
         for provider, token in self.provider_tokens.items():
-            if providers is None or provider in providers:
+            if (providers is None or provider in providers) and "\0" not in token.token:
                 env[PROVIDER_ENV_VARS[provider]] = token.token
+        refused = self.refused()
         for name, secret in self.custom_secrets.items():
-            env[name.upper()] = secret.secret
+            if name not in refused:
+                env[name.upper()] = secret.secret
         return env
+
+    def refused(self) -> dict[str, str]:
+        """Stored custom secrets that may no longer be passed on (saved before the rules of
+        ``secret_rules`` existed), with the reason: name -> reason."""
+        refused: dict[str, str] = {}
+        for name, secret in self.custom_secrets.items():
+            reason = refused_name_reason(name) or refused_value_reason(secret.secret)
+            if reason is not None:
+                refused[name] = reason
+        return refused

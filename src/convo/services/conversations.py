@@ -39,6 +39,7 @@ from convo.domain.events import (
     EventSource,
     agent_state_changed,
     error_observation,
+    mask_text,
     message_action,
 )
 from convo.domain.ids import is_safe_conversation_id, new_conversation_id
@@ -289,13 +290,17 @@ class ConversationManager:
             )
         )
         if request.initial_user_msg:
+            secrets = await self._stored_secret_values(user_id)
             await self._log.append(
                 conversation_id,
                 message_action(
                     request.initial_user_msg, EventSource.USER, image_urls=request.image_urls
                 ),
+                secrets,
             )
-            await self._maybe_set_title(conversation_id, request.initial_user_msg)
+            await self._maybe_set_title(
+                conversation_id, mask_text(request.initial_user_msg, secrets)
+            )
         return conversation_id
 
     async def start(
@@ -405,11 +410,18 @@ class ConversationManager:
         """A user event from a client: stored, then handed to the loop (started if needed)."""
         metadata = await self.get_metadata(conversation_id)
         event = parse_user_event(data)
+        running = self._running.get(conversation_id)
+        secrets = (
+            running.config.secret_values()
+            if running is not None
+            else await self._stored_secret_values(metadata.user_id)
+        )
         if event.action == ActionType.MESSAGE:
-            await self._maybe_set_title(conversation_id, event.message, metadata)
+            await self._maybe_set_title(
+                conversation_id, mask_text(event.message, secrets), metadata
+            )
         await self._stopped(conversation_id)  # the message then comes after the STOPPED event
         running = self._running.get(conversation_id)
-        secrets = running.config.secret_values() if running is not None else ()
         stored = await self._log.append(conversation_id, event, secrets)
         if running is not None:
             running.touch()
@@ -429,6 +441,16 @@ class ConversationManager:
         )
 
     # --- internals ---------------------------------------------------------------------
+    async def _stored_secret_values(self, user_id: str | None) -> list[str]:
+        """What to mask in an event stored while no loop runs (every stored token)."""
+        config = resolve_config(
+            self._settings,
+            await self._storage.settings.load_settings(user_id),
+            await self._storage.settings.load_secrets(user_id),
+            None,
+        )
+        return config.secret_values()
+
     async def _stop(
         self, conversation_id: str, *, record_stop: bool, wait_seconds: float = _STOP_TIMEOUT
     ) -> bool:

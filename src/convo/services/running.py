@@ -160,6 +160,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
     failure: BaseException | None = None
     try:
         await emit(agent_state_changed(AgentState.LOADING))
+        await _warn_withheld_secrets(conversation, emit)
         sandbox = deps.sandbox_factory.create(
             SandboxSpec(
                 conversation_id=conversation.conversation_id,
@@ -213,6 +214,24 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
             await asyncio.shield(conversation.sandbox.close())
             deps.processes.unregister(conversation.conversation_id)
         await asyncio.shield(deps.on_exit(conversation, failure))
+
+
+SECRET_WITHHELD = "STATUS$SECRET_WITHHELD"
+
+
+async def _warn_withheld_secrets(
+    conversation: RunningConversation, emit: Callable[[Event], Awaitable[Event]]
+) -> None:
+    """A warning event for each stored secret this start leaves out (the start goes on)."""
+    for name, reason in sorted(conversation.config.withheld_secrets.items()):
+        text = (
+            f"The secret {name} was not passed to this conversation: {reason}. "
+            "Rename or delete it in the secrets settings."
+        )
+        logger.warning("conversation %s: %s", conversation.conversation_id, text)
+        await emit(
+            error_observation(text, error_id=SECRET_WITHHELD, source=EventSource.ENVIRONMENT)
+        )
 
 
 def _starts_work(event: Event) -> bool:

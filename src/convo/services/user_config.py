@@ -28,9 +28,12 @@ class ConversationConfig:
     provider_tokens: dict[ProviderType, ProviderToken] = field(default_factory=dict)
     repository: RepositoryOptions = field(default_factory=RepositoryOptions)
     condenser: CondenserConfig = field(default_factory=CondenserConfig)
+    # stored custom secrets left out of ``env`` (a refused name or value): name -> reason
+    withheld_secrets: dict[str, str] = field(default_factory=dict)
+    withheld_values: tuple[str, ...] = ()  # still masked in events
 
     def secret_values(self) -> list[str]:
-        values = list(self.env.values())
+        values = list(self.env.values()) + list(self.withheld_values)
         if self.llm is not None and self.llm.api_key is not None:
             values.append(self.llm.api_key.get_secret_value())
         return [v for v in values if v]
@@ -44,7 +47,10 @@ def resolve_config(
 ) -> ConversationConfig:
     user = user or UserSettings()
     model = user.llm_model or settings.llm_model
+    withheld = secrets.refused()
     return ConversationConfig(
+        withheld_secrets=withheld,
+        withheld_values=tuple(secrets.custom_secrets[name].secret for name in withheld),
         llm=resolve_llm(settings, user),
         max_iterations=user.max_iterations or settings.max_iterations,
         max_budget_per_task=(

@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from convo.errors import StorageError
+from convo.storage.at_rest import PRIVATE_DIR_MODE, prepare_database_file
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
+    "PRAGMA secure_delete=ON",  # a replaced row (a secret sealed late) leaves no old bytes
 )
 
 # Any constant works; it only has to be the same in every convo process of one database.
@@ -38,8 +40,9 @@ _SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg"}
 def make_engine(url: str) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``.
 
-    For a SQLite file the parent directory is created and every connection gets WAL mode,
-    ``synchronous=NORMAL``, a 5 s busy timeout and foreign keys on.
+    For a SQLite file the parent directory is created, the file is made private (0600) and
+    every connection gets WAL mode, ``synchronous=NORMAL``, a 5 s busy timeout, foreign keys
+    and ``secure_delete`` on.
     """
     try:
         parsed = make_url(url)
@@ -62,7 +65,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 def _sqlite_engine(url: str, database: str | None) -> AsyncEngine:
     in_memory = not database or database == ":memory:" or database.startswith("file::memory:")
     if not in_memory and database is not None:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        file = Path(database).expanduser()
+        file.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        prepare_database_file(file)  # 0600 before SQLite creates it
     engine = create_async_engine(url, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -6,6 +6,7 @@ Every SQLAlchemy or driver error is translated into StorageError here.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from functools import wraps
@@ -27,6 +28,7 @@ from convo.domain.conversation import (
 from convo.domain.events import Event, now_iso
 from convo.errors import RecordNotFound, StorageError
 from convo.storage import codec
+from convo.storage.at_rest import Sealer, is_sealed
 from convo.storage.base import (
     ConversationPage,
     ConversationStore,
@@ -35,6 +37,8 @@ from convo.storage.base import (
 )
 from convo.storage.engine import is_sqlite, make_engine, upgrade_to_head
 from convo.storage.schema import conversations, events, user_secrets, user_settings
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -283,23 +287,70 @@ class SqlEventStore:
 
 
 class SqlSettingsStore:
-    def __init__(self, engine: AsyncEngine, gate: WriteGate | None = None) -> None:
+    """Secrets, provider tokens and the user's LLM API key are stored sealed when a
+    ``Sealer`` is given (``convo.storage.at_rest``), which every server does."""
+
+    def __init__(
+        self, engine: AsyncEngine, gate: WriteGate | None = None, sealer: Sealer | None = None
+    ) -> None:
         self._engine = engine
         self._gate = gate or WriteGate(engine)
+        self._sealer = sealer
 
     async def load_settings(self, user_id: str | None) -> UserSettings | None:
         data = await self._load(user_settings, user_id)
-        return None if data is None else codec.settings_from_json(data)
+        if data is None:
+            return None
+        if self._sealer is not None and data.get("llm_api_key") is not None:
+            data = {**data, "llm_api_key": self._sealer.open_text(data["llm_api_key"])}
+        return codec.settings_from_json(data)
 
     async def save_settings(self, user_id: str | None, settings: UserSettings) -> None:
-        await self._save(user_settings, user_id, codec.settings_to_json(settings))
+        data = codec.settings_to_json(settings)
+        if self._sealer is not None and data.get("llm_api_key") is not None:
+            data["llm_api_key"] = self._sealer.seal_text(data["llm_api_key"])
+        await self._save(user_settings, user_id, data)
 
     async def load_secrets(self, user_id: str | None) -> UserSecrets:
         data = await self._load(user_secrets, user_id)
+        if data is not None and self._sealer is not None:
+            data = self._sealer.open(data)
         return UserSecrets() if data is None else codec.secrets_from_json(data)
 
     async def save_secrets(self, user_id: str | None, secrets: UserSecrets) -> None:
-        await self._save(user_secrets, user_id, codec.secrets_to_json(secrets))
+        data = codec.secrets_to_json(secrets)
+        await self._save(
+            user_secrets, user_id, self._sealer.seal(data) if self._sealer is not None else data
+        )
+
+    async def seal_plaintext(self) -> int:
+        """Seal what an older version stored in plain text; returns how many rows changed."""
+        if self._sealer is None:
+            return 0
+        sealed = 0
+        with translate_errors("Listing stored secrets"):
+            async with self._engine.connect() as conn:
+                secret_rows = (
+                    await conn.execute(select(user_secrets.c.user_id, user_secrets.c.data))
+                ).all()
+                settings_rows = (
+                    await conn.execute(select(user_settings.c.user_id, user_settings.c.data))
+                ).all()
+        for user_key, data in secret_rows:
+            if not is_sealed(data):
+                await self._save(user_secrets, user_key, self._sealer.seal(data))
+                sealed += 1
+        for user_key, data in settings_rows:
+            key = data.get("llm_api_key")
+            if isinstance(key, str):
+                new = {**data, "llm_api_key": self._sealer.seal_text(key)}
+                await self._save(user_settings, user_key, new)
+                sealed += 1
+        if sealed and is_sqlite(self._engine):  # the plain rows' old pages leave the WAL too
+            with translate_errors("Checkpointing the database"):
+                async with self._gate.begin() as conn:
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return sealed
 
     async def _load(self, table: Table, user_id: str | None) -> Mapping[str, Any] | None:
         stmt = select(table.c.data).where(table.c.user_id == codec.user_key(user_id))
@@ -325,23 +376,28 @@ class SqlSettingsStore:
 class SqlStorage:
     """All stores over one engine. Call ``migrate()`` before first use (it is idempotent)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sealer: Sealer | None = None) -> None:
         self.engine = engine
         gate = WriteGate(engine)  # one per database: all stores' writers queue together
         self.conversations: ConversationStore = SqlConversationStore(engine, gate)
         self.events: EventStore = SqlEventStore(engine, gate)
-        self.settings: SettingsStore = SqlSettingsStore(engine, gate)
+        self._settings = SqlSettingsStore(engine, gate, sealer)
+        self.settings: SettingsStore = self._settings
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStorage:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, sealer: Sealer | None = None) -> SqlStorage:
+        return cls(make_engine(url), sealer)
 
     async def migrate(self) -> None:
+        """Bring the schema up to date, then seal secrets stored in plain text."""
         with translate_errors("Migrating the database"):
             try:
                 await upgrade_to_head(self.engine)
             except CommandError as exc:  # e.g. the database is at a revision we do not know
                 raise StorageError(f"Migrating the database failed: {exc}") from exc
+        sealed = await self._settings.seal_plaintext()
+        if sealed:
+            logger.info("sealed the secrets of %d stored record(s)", sealed)
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -3,6 +3,10 @@
 A custom secret becomes an environment variable (its name, upper-cased) in the shell of every
 conversation started afterwards, and its value is masked in that conversation's events. Its
 value is never sent back: listing shows names and descriptions only.
+
+A name that changes how programs load or start (``LD_PRELOAD``, ``BASH_ENV``, ``PATH``...:
+``convo.domain.secret_rules``) and a value holding NUL are refused with 422. A secret stored
+under such a name before this rule existed can still be renamed or deleted.
 """
 
 from __future__ import annotations
@@ -11,27 +15,50 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from convo.api.deps import StorageDep, UserIdDep
 from convo.domain.conversation import CustomSecret
+from convo.domain.secret_rules import (
+    SECRET_NAME_PATTERN,
+    refused_name_reason,
+    refused_value_reason,
+)
 
 router = APIRouter(prefix="/api", tags=["secrets"])
 
-SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# A stored name (to rename or delete): any environment variable name, even a refused one.
 SecretName = Annotated[str, Path(pattern=SECRET_NAME_PATTERN)]
 
 
+def _allowed_name(name: str) -> str:
+    reason = refused_name_reason(name)
+    if reason is not None:
+        raise ValueError(reason)
+    return name
+
+
+def _allowed_value(value: str) -> str:
+    reason = refused_value_reason(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+NewSecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN), AfterValidator(_allowed_name)]
+SecretValue = Annotated[str, Field(min_length=1), AfterValidator(_allowed_value)]
+
+
 class CustomSecretBody(BaseModel):
-    name: str = Field(pattern=SECRET_NAME_PATTERN)
-    value: str = Field(min_length=1)
+    name: NewSecretName
+    value: SecretValue
     description: str = ""
 
 
 class CustomSecretUpdate(BaseModel):
-    name: str = Field(pattern=SECRET_NAME_PATTERN)
+    name: NewSecretName
     description: str = ""
-    value: str | None = Field(default=None, min_length=1)  # absent: keep the value
+    value: SecretValue | None = None  # absent: keep the value
 
 
 class CustomSecretView(BaseModel):
