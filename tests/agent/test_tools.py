@@ -153,8 +153,8 @@ def test_system_prompt_mentions_workspace_and_extra_instructions() -> None:
 
 def test_fake_sandbox_maps_paths_into_its_root(tmp_path: Path) -> None:
     sandbox = FakeSandbox(tmp_path, workspace_path="/workspace")
-    assert sandbox.host_path("/workspace/a/b.txt") == tmp_path.resolve() / "a" / "b.txt"
-    assert sandbox.host_path("c.txt") == tmp_path.resolve() / "c.txt"
+    assert sandbox.workspace.resolve("/workspace/a/b.txt") == "a/b.txt"
+    assert sandbox.workspace.resolve("c.txt") == "c.txt"
     for outside in ("/etc/passwd", "../x", "/workspace/../etc"):
         with pytest.raises(PathOutsideWorkspace):
-            sandbox.host_path(outside)
+            sandbox.workspace.resolve(outside)

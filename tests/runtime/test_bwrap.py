@@ -273,20 +273,22 @@ async def test_network_can_be_cut(data_dir: Path) -> None:
         await server.wait_closed()
 
 
-async def test_host_path_maps_the_sandbox_view(box: BwrapSandbox, data_dir: Path) -> None:
+async def test_workspace_paths_follow_the_sandbox_view(box: BwrapSandbox, data_dir: Path) -> None:
     root = data_dir / "workspaces" / "c1"
-    assert box.host_path("/workspace/a/b.txt") == root / "a" / "b.txt"
-    assert box.host_path("a/b.txt") == root / "a" / "b.txt"
-    assert box.host_path("/workspace") == root
+    workspace = box.workspace
+    assert workspace.root == root
+    assert workspace.resolve("/workspace/a/b.txt") == "a/b.txt"
+    assert workspace.resolve("a/b.txt") == "a/b.txt"
+    assert workspace.resolve("/workspace") == ""
     await box.run(
         "mkdir real && ln -s /workspace/real abs && ln -s real rel && "
         "ln -s /etc/passwd passwd && ln -s ../.. up && ln -s loop loop"
     )
-    assert box.host_path("abs/f") == root / "real" / "f"
-    assert box.host_path("rel/f") == root / "real" / "f"
+    assert workspace.resolve("abs/f") == "real/f"
+    assert workspace.resolve("rel/f") == "real/f"
     for bad in ("/etc/passwd", "../x", "/workspace/../etc", "passwd", "up/x", "loop", str(root)):
         with pytest.raises(PathOutsideWorkspace):
-            box.host_path(bad)
+            workspace.resolve(bad)
 
 
 async def test_editor_and_shell_share_files(box: BwrapSandbox) -> None:

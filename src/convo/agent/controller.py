@@ -384,8 +384,8 @@ class Agent:
 
     async def _recall(self, message: Event) -> None:
         """Knowledge microagents the user message triggers, as a recall observation."""
-        root = self._sandbox.host_path(self._sandbox.workspace_path)
-        observation = await asyncio.to_thread(recall, root, message, self._history)
+        workspace = self._sandbox.workspace
+        observation = await asyncio.to_thread(recall, workspace, message, self._history)
         if observation is not None:
             await self._emit(observation)
 

@@ -1,27 +1,24 @@
 """The ``str_replace_editor`` tool of OpenHands: view, create, str_replace, insert, undo_edit.
 
-Files are read and written on the host through ``Sandbox.host_path``. The path is
-re-walked one component at a time with ``O_NOFOLLOW`` below the workspace root, so a
-symlink the agent swaps in between the check and the write cannot redirect the editor
-(which runs unconfined, even for a bubblewrap sandbox) outside the workspace.
+Files are read and written on the host through ``Sandbox.workspace``: every access walks
+from a descriptor of the workspace root one component at a time with ``O_NOFOLLOW``
+(``convo.runtime.workspace``), so a symlink the agent swaps in while the editor works
+cannot redirect it outside the workspace, and files it creates get the sandbox's owner.
 User mistakes come back as ``success=False`` results; nothing here raises for them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
 import errno
-import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from convo.errors import PathOutsideWorkspace, SandboxError
 from convo.runtime.base import Sandbox
+from convo.runtime.workspace import Workspace
 
 SNIPPET_LINES = 4
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -47,12 +44,12 @@ class ToolError(Exception):
     """A user mistake, reported as a failed result."""
 
 
-def _inherit_owner(parent: int, fd: int) -> None:
-    """Give a new file or directory its parent's owner (as root: so that a sandbox running
-    as another uid can change what the editor created)."""
-    if os.geteuid() == 0:
-        info = os.fstat(parent)
-        os.fchown(fd, info.st_uid, info.st_gid)
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ELOOP:  # the agent changed the path while the editor walked it
+            return "the path changed while it was being accessed"
+        return exc.strerror or str(exc)
+    return str(exc)
 
 
 def _numbered(text: str, start: int = 1) -> str:
@@ -60,51 +57,17 @@ def _numbered(text: str, start: int = 1) -> str:
 
 
 class _Files:
-    """Blocking, symlink-safe file access below ``root`` (call through a thread)."""
+    """Blocking file access for the editor (call through a thread): the workspace's
+    descriptor-relative walk, with the editor's own limits and messages."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
 
-    def _parent_fd(self, target: Path, *, create: bool) -> tuple[int, str]:
-        parts = target.relative_to(self.root).parts
-        if not parts:
-            raise ToolError("The workspace root is a directory, not a file.")
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for part in parts[:-1]:
-                made = False
-                if create:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, dir_fd=fd)
-                        made = True
-                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                if made:
-                    _inherit_owner(fd, child)
-                os.close(fd)
-                fd = child
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, parts[-1]
+    def kind(self, target: str) -> str:
+        return self.workspace.kind(target)
 
-    def _open(self, target: Path, flags: int, *, create: bool = False) -> int:
-        parent, name = self._parent_fd(target, create=create)
-        try:
-            return os.open(name, flags | os.O_NOFOLLOW, 0o644, dir_fd=parent)
-        finally:
-            os.close(parent)
-
-    def kind(self, target: Path) -> str:
-        try:
-            mode = os.lstat(target).st_mode
-        except FileNotFoundError:
-            return "missing"
-        return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
-
-    def read(self, target: Path) -> str:
-        fd = self._open(target, os.O_RDONLY)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+    def read(self, target: str) -> str:
+        data = self.workspace.read_bytes(target, MAX_FILE_BYTES)
         if len(data) > MAX_FILE_BYTES:
             raise ToolError(f"The file is larger than {MAX_FILE_BYTES} bytes; use the shell.")
         if b"\0" in data[:8192]:
@@ -114,57 +77,19 @@ class _Files:
         except UnicodeDecodeError as exc:
             raise ToolError(f"The file is not valid UTF-8 ({exc.reason}).") from exc
 
-    def write(self, target: Path, text: str) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        with os.fdopen(self._open(target, flags, create=True), "wb") as handle:
-            handle.write(text.encode("utf-8"))
+    def write(self, target: str, text: str) -> None:
+        self.workspace.write(target, text.encode("utf-8"))
 
-    def create(self, target: Path, text: str) -> None:
-        parent, name = self._parent_fd(target, create=True)
-        try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            fd = os.open(name, flags, 0o644, dir_fd=parent)
-            try:
-                _inherit_owner(parent, fd)
-            except OSError:
-                os.close(fd)
-                raise
-        finally:
-            os.close(parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
+    def create(self, target: str, text: str) -> None:
+        self.workspace.write(target, text.encode("utf-8"), exclusive=True)
 
-    def remove(self, target: Path) -> None:
-        parent, name = self._parent_fd(target, create=False)
-        try:
-            os.unlink(name, dir_fd=parent)
-        finally:
-            os.close(parent)
+    def remove(self, target: str) -> None:
+        self.workspace.remove(target)
 
-    def listing(self, target: Path, shown: str, depth: int = 2) -> list[str]:
-        lines: list[str] = [shown]
-        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        self._walk(fd, shown.rstrip("/"), depth, lines)
-        return lines
-
-    def _walk(self, fd: int, prefix: str, depth: int, lines: list[str]) -> None:
-        try:
-            entries = sorted(os.scandir(fd), key=lambda e: e.name)
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                is_dir = entry.is_dir(follow_symlinks=False)
-                lines.append(f"{prefix}/{entry.name}{'/' if is_dir else ''}")
-                if is_dir and depth > 1:
-                    try:
-                        child = os.open(
-                            entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd
-                        )
-                    except OSError:
-                        continue
-                    self._walk(child, f"{prefix}/{entry.name}", depth - 1, lines)
-        finally:
-            os.close(fd)
+    def listing(self, target: str, shown: str, depth: int = 2) -> list[str]:
+        base = shown.rstrip("/")
+        entries = self.workspace.tree(target, depth)
+        return [shown, *(f"{base}/{e.name}{'/' if e.is_dir else ''}" for e in entries)]
 
 
 class FileEditor:
@@ -173,7 +98,7 @@ class FileEditor:
     def __init__(self, sandbox: Sandbox, *, max_output_chars: int = 16_000) -> None:
         self._sandbox = sandbox
         self._max_chars = max_output_chars
-        self._history: dict[Path, list[str | None]] = {}
+        self._history: dict[str, list[str | None]] = {}
 
     async def __call__(
         self,
@@ -187,17 +112,17 @@ class FileEditor:
         view_range: list[int] | None = None,
     ) -> EditorResult:
         kind: Literal["read", "edit"] = "read" if command == "view" else "edit"
+        files = _Files(self._sandbox.workspace)
         try:
-            target = self._sandbox.host_path(path)
-            files = _Files(self._sandbox.host_path(self._sandbox.workspace_path))
+            target = await asyncio.to_thread(files.workspace.resolve, path)
         except PathOutsideWorkspace:
             message = (
                 f"The path {path} is outside the workspace {self._sandbox.workspace_path}; "
                 "the editor can only access files inside it."
             )
             return EditorResult(message, False, kind)
-        except SandboxError as exc:
-            return EditorResult(f"Invalid path {path}: {exc}", False, kind)
+        except (SandboxError, OSError) as exc:
+            return EditorResult(f"Invalid path {path}: {_reason(exc)}", False, kind)
         try:
             if command == "view":
                 return await self._run(files, self._view, target, path, view_range)
@@ -231,15 +156,12 @@ class FileEditor:
             return await asyncio.to_thread(action, files, *args)
         except ToolError:
             raise
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            if exc.errno == errno.ELOOP:  # a symlink appeared where a real path was checked
-                reason = "a path component is a symlink"
-            raise ToolError(f"Cannot access {args[1]}: {reason}.") from exc
+        except (OSError, PathOutsideWorkspace) as exc:
+            raise ToolError(f"Cannot access {args[1]}: {_reason(exc)}.") from exc
 
     # --- commands (run in a worker thread) ---------------------------------------------
     def _view(
-        self, files: _Files, target: Path, path: str, view_range: list[int] | None
+        self, files: _Files, target: str, path: str, view_range: list[int] | None
     ) -> EditorResult:
         kind = files.kind(target)
         if kind == "missing":
@@ -273,7 +195,7 @@ class FileEditor:
         header = f"Here's the result of running `cat -n` on {path}:\n"
         return EditorResult(header + self._clip(body) + "\n", True, "read")
 
-    def _create(self, files: _Files, target: Path, path: str, text: str) -> EditorResult:
+    def _create(self, files: _Files, target: str, path: str, text: str) -> EditorResult:
         if files.kind(target) != "missing":
             raise ToolError(
                 f"File already exists at: {path}. Cannot overwrite files using command "
@@ -290,7 +212,7 @@ class FileEditor:
             self._diff(path, "", text),
         )
 
-    def _replace(self, files: _Files, target: Path, path: str, old: str, new: str) -> EditorResult:
+    def _replace(self, files: _Files, target: str, path: str, old: str, new: str) -> EditorResult:
         text = self._read_existing(files, target, path)
         count = text.count(old) if old else 0
         if count == 0:
@@ -312,7 +234,7 @@ class FileEditor:
         updated = text.replace(old, new, 1)
         return self._save(files, target, path, text, updated, first, new.count("\n") + 1)
 
-    def _insert(self, files: _Files, target: Path, path: str, line: int, new: str) -> EditorResult:
+    def _insert(self, files: _Files, target: str, path: str, line: int, new: str) -> EditorResult:
         text = self._read_existing(files, target, path)
         lines = text.split("\n")
         if not 0 <= line <= len(lines):
@@ -320,7 +242,7 @@ class FileEditor:
         updated = "\n".join([*lines[:line], *new.split("\n"), *lines[line:]])
         return self._save(files, target, path, text, updated, line + 1, new.count("\n") + 1)
 
-    def _undo(self, files: _Files, target: Path, path: str) -> EditorResult:
+    def _undo(self, files: _Files, target: str, path: str) -> EditorResult:
         history = self._history.get(target)
         if not history:
             raise ToolError(f"No edit history found for {path}.")
@@ -336,7 +258,7 @@ class FileEditor:
         return EditorResult(message, True, "edit", current, previous, diff)
 
     # --- helpers -----------------------------------------------------------------------
-    def _read_existing(self, files: _Files, target: Path, path: str) -> str:
+    def _read_existing(self, files: _Files, target: str, path: str) -> str:
         kind = files.kind(target)
         if kind == "missing":
             raise ToolError(f"The path {path} does not exist. Please provide a valid path.")
@@ -345,7 +267,7 @@ class FileEditor:
         return files.read(target)
 
     def _save(
-        self, files: _Files, target: Path, path: str, old: str, new: str, first: int, count: int
+        self, files: _Files, target: str, path: str, old: str, new: str, first: int, count: int
     ) -> EditorResult:
         files.write(target, new)
         self._remember(target, old)
@@ -365,7 +287,7 @@ class FileEditor:
             f"Here's the result of running `cat -n` on a snippet of {path}:\n{self._clip(body)}\n"
         )
 
-    def _remember(self, target: Path, previous: str | None) -> None:
+    def _remember(self, target: str, previous: str | None) -> None:
         history = self._history.setdefault(target, [])
         history.append(previous)
         del history[:-MAX_HISTORY]

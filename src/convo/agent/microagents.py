@@ -23,14 +23,17 @@ import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from convo.domain.events import Event, EventSource, ObservationType, now_iso
+from convo.errors import SandboxError
+from convo.runtime.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-MICROAGENT_DIR = Path(".openhands") / "microagents"
+MICROAGENT_DIR = ".openhands/microagents"
+_MAX_DEPTH = 8
 AGENTS_FILE = "AGENTS.md"
 MAX_FILE_CHARS = 30_000  # a larger file is cut, so one file cannot flood the prompt
 
@@ -101,67 +104,68 @@ def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 
 # --- reading a workspace ---------------------------------------------------------------------
-def _read(path: Path) -> str:
+def _read(workspace: Workspace, path: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
+        data = workspace.read_bytes(path, 4 * MAX_FILE_CHARS)
+    except (OSError, SandboxError) as exc:
         logger.warning("cannot read %s: %s", path, exc)
         return ""
-    return text[:MAX_FILE_CHARS]
+    return data.decode("utf-8", errors="replace")[:MAX_FILE_CHARS]
 
 
-def _roots(workspace: Path) -> list[Path]:
-    """The workspace and the directories directly inside it."""
-    if not workspace.is_dir():
+def _roots(workspace: Workspace) -> list[str]:
+    """The workspace ("") and the directories directly inside it (not symlinks)."""
+    try:
+        entries = workspace.list_dir("")
+    except (OSError, SandboxError):
         return []
-    children = sorted(
-        c for c in workspace.iterdir() if c.is_dir() and not c.is_symlink() and c.name != ".git"
-    )
-    return [workspace, *children]
+    return ["", *(f"{e.name}/" for e in entries if e.is_dir and e.name != ".git")]
 
 
-def _microagent(path: Path, workspace: Path) -> Microagent:
-    meta, body = parse_front_matter(_read(path))
+def _microagent(workspace: Workspace, path: str) -> Microagent:
+    meta, body = parse_front_matter(_read(workspace, path))
     raw = meta.get("triggers")
     triggers = [str(t) for t in raw if str(t).strip()] if isinstance(raw, list) else []
     return Microagent(
-        name=str(meta.get("name") or path.stem),
+        name=str(meta.get("name") or PurePosixPath(path).stem),
         type="knowledge" if triggers else "repo",
         content=body,
         triggers=triggers,
-        path=str(path.relative_to(workspace)),
+        path=path,
     )
 
 
-def load_microagents(workspace: Path) -> list[Microagent]:
-    """Every microagent of the workspace and of the repositories directly inside it."""
-    workspace = workspace.resolve()
+def load_microagents(workspace: Workspace) -> list[Microagent]:
+    """Every microagent of the workspace and of the repositories directly inside it (read
+    descriptor-relative: a symlink leads nowhere outside the workspace)."""
     found: list[Microagent] = []
     for root in _roots(workspace):
-        folder = root / MICROAGENT_DIR
-        if not folder.is_dir():
+        folder = root + MICROAGENT_DIR
+        try:
+            entries = workspace.tree(folder, _MAX_DEPTH, hidden=True)
+        except (OSError, SandboxError):
             continue
-        for path in sorted(folder.rglob("*.md")):
-            if path.name.lower() == "readme.md" or not path.is_file():
+        for entry in sorted(entries, key=lambda e: e.name):
+            name = entry.name.rsplit("/", 1)[-1]
+            if entry.is_dir or not name.endswith(".md") or name.lower() == "readme.md":
                 continue
-            if not path.resolve().is_relative_to(workspace):  # a symlink out of the workspace
-                continue
-            found.append(_microagent(path, workspace))
+            path = f"{folder}/{entry.name}"
+            if workspace.kind(path) == "file":
+                found.append(_microagent(workspace, path))
     return found
 
 
-def repository_instructions(workspace: Path) -> list[tuple[str, str]]:
+def repository_instructions(workspace: Workspace) -> list[tuple[str, str]]:
     """(source, text) of each AGENTS.md and repo microagent, for the system prompt."""
-    workspace = workspace.resolve()
     found: list[tuple[str, str]] = []
     for root in _roots(workspace):
-        agents = root / AGENTS_FILE
-        if agents.is_file() and agents.resolve().is_relative_to(workspace):
-            text = _read(agents)
+        agents = root + AGENTS_FILE
+        if workspace.kind(agents) == "file":
+            text = _read(workspace, agents)
             if text.strip():
-                found.append((str(agents.relative_to(workspace)), text))
+                found.append((agents, text))
     repo = [m for m in load_microagents(workspace) if m.type == "repo" and m.content.strip()]
-    repo.sort(key=lambda m: (Path(m.path).name != "repo.md", m.path))
+    repo.sort(key=lambda m: (PurePosixPath(m.path).name != "repo.md", m.path))
     found.extend((m.path, m.content) for m in repo)
     return found
 
@@ -220,7 +224,7 @@ def recall_text(event: Event) -> str:
     return "\n\n".join(parts)
 
 
-def recall(workspace: Path, message: Event, history: Sequence[Event] = ()) -> Event | None:
+def recall(workspace: Workspace, message: Event, history: Sequence[Event] = ()) -> Event | None:
     """The recall observation for a stored user message, or None when it triggers nothing
     (or was answered already: ``history`` holds a recall caused by it)."""
     if any(e.observation == ObservationType.RECALL and e.cause == message.id for e in history):

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
 from convo.config import Settings
+from convo.runtime.base import SandboxFactory
 from convo.services.conversations import ConversationManager
 from convo.storage.base import Storage
 
@@ -28,6 +29,11 @@ def get_manager(request: Request) -> ConversationManager:
 def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
+
+
+def get_sandbox_factory(request: Request) -> SandboxFactory:
+    factory: SandboxFactory = request.app.state.sandbox_factory
+    return factory
 
 
 def get_user_id() -> str | None:
@@ -51,4 +57,5 @@ def require_session_key(
 ManagerDep = Annotated[ConversationManager, Depends(get_manager)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SandboxFactoryDep = Annotated[SandboxFactory, Depends(get_sandbox_factory)]
 UserIdDep = Annotated[str | None, Depends(get_user_id)]

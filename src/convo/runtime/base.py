@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from convo.runtime.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -13,6 +16,17 @@ class CommandResult:
     exit_code: int  # -1 when the command timed out or was interrupted
     working_dir: str
     timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What ``Sandbox.exec`` ran: exit code -1 when it timed out or printed too much."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes = b""
+    timed_out: bool = False
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,9 +59,27 @@ class Sandbox(Protocol):
         command is interrupted (Ctrl-C) and the result has ``timed_out`` and exit code -1.
         """
 
-    def host_path(self, path: str) -> Path:
-        """Map a path the agent names (absolute, or relative to the workspace) to a host
-        path inside the workspace; raises PathOutsideWorkspace otherwise."""
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace as the server may touch it: descriptor-relative, no-follow access
+        (``convo.runtime.workspace``); files it creates get the sandbox's owner. Works
+        whether or not the sandbox was started."""
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a bound on the program
+        max_output_bytes: int = 16 * 1024 * 1024,
+    ) -> ExecResult:
+        """Run one program with the sandbox's confinement and rights, outside its shell.
+
+        ``cwd`` is relative to the workspace; the environment is a fixed minimum plus
+        ``env``, never the conversation's secrets. Works whether or not the sandbox was
+        started (a short-lived confinement of its own). Raises SandboxError when it cannot.
+        """
 
     async def close(self) -> None:
         """Kill the shell and every process it started. Idempotent."""

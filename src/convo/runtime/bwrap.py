@@ -15,7 +15,9 @@ default): the sandbox's processes have that uid on the host too, no capabilities
 access to root-owned files, and a per-user-namespace process count that RLIMIT_NPROC can
 limit. That uid may not be allowed to walk the path to the workspace (``~/.convo`` under
 ``/root``), so the launcher stages it first (see LAUNCHER); the workspace is chowned to
-the uid at start, and the file editor gives new files their directory's owner.
+the uid at start, and files the server creates there get that uid
+(:mod:`convo.runtime.workspace`). ``exec`` runs one program in a short-lived sandbox of
+its own over the same workspace (the git routes use it).
 Resource limits: see :mod:`convo.runtime.limits`.
 
 Caveat of ``network=True``: the sandbox shares the host's network namespace, so it can
@@ -29,13 +31,16 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from convo.errors import PathOutsideWorkspace, SandboxError, SandboxUnavailable
-from convo.runtime.base import CommandResult, SandboxSpec
+from convo.errors import SandboxError, SandboxUnavailable
+from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
 from convo.runtime.limits import ResourceLimits, SandboxCgroup
+from convo.runtime.oneshot import run_once
 from convo.runtime.process import DEFAULT_PATH, clean_env
 from convo.runtime.shell import BashSession
+from convo.runtime.workspace import Workspace
 
 MOUNT = PurePosixPath("/workspace")
 NOBODY = 65534
@@ -48,7 +53,6 @@ _ETC = {
     "services", "shells", "sgml", "ssl", "terminfo", "timezone", "vim", "xml",
 }  # fmt: skip
 _ETC_PREFIXES = ("java", "ld.so", "python")
-_MAX_LINKS = 40
 
 # Run as root by the server's own Python with -I -S (no site, no environment): joins the
 # cgroups, then - when it is to drop to an unprivileged uid, which may not be allowed to
@@ -83,58 +87,6 @@ except OSError as exc:
     print(f"convo sandbox launcher: {exc}", flush=True)
     sys.exit(97)
 """
-
-
-def _workspace_parts(path: PurePosixPath) -> list[str]:
-    """The components of ``path`` below /workspace (relative paths are below it already)."""
-    if not path.is_absolute():
-        return list(path.parts)
-    if path != MOUNT and MOUNT not in path.parents:
-        raise PathOutsideWorkspace(f"{path} is outside the workspace {MOUNT}")
-    return list(path.relative_to(MOUNT).parts)
-
-
-def resolve_in_sandbox(root: Path, path: str) -> Path:
-    """Resolve ``path`` as the sandbox sees it (symlinks included) to a host path below
-    ``root``; raises PathOutsideWorkspace if it leaves /workspace at any point."""
-    if "\0" in path:
-        raise PathOutsideWorkspace(f"Invalid path {path!r}")
-    todo = _workspace_parts(PurePosixPath(path))
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not done:
-                raise PathOutsideWorkspace(f"{path} is outside the workspace {MOUNT}")
-            done.pop()
-            continue
-        host = root.joinpath(*done, part)
-        if not host.is_symlink():
-            done.append(part)
-            continue
-        links += 1
-        if links > _MAX_LINKS:
-            raise PathOutsideWorkspace(f"Too many levels of symbolic links in {path}")
-        target = PurePosixPath(os.readlink(host))
-        if target.is_absolute():
-            done, todo = [], _workspace_parts(target) + todo
-        else:
-            todo = list(target.parts) + todo
-    return root.joinpath(*done)
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    """Hand the workspace to the sandbox's uid (no symlinks followed, no hard links)."""
-    for directory, dirnames, filenames in os.walk(root):
-        for name in [None, *dirnames, *filenames]:
-            path = directory if name is None else os.path.join(directory, name)
-            info = os.lstat(path)
-            if info.st_uid == uid or (info.st_nlink > 1 and not os.path.isdir(path)):
-                continue
-            os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def bwrap_argv(
@@ -263,7 +215,7 @@ class BwrapSandbox:
         self._root.mkdir(parents=True, exist_ok=True)
         self._root = self._root.resolve(strict=True)
         if self._uid >= 0:
-            _chown_tree(self._root, self._uid, self._uid)
+            self.workspace.chown_tree(self._uid, self._uid)
         label = "convo-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
         self._cgroup = SandboxCgroup.create(label, self._limits)
         argv = launch_argv(
@@ -287,8 +239,46 @@ class BwrapSandbox:
             raise SandboxError("The sandbox has not been started")
         return await self._session.run(command, timeout=timeout, is_input=is_input)
 
-    def host_path(self, path: str) -> Path:
-        return resolve_in_sandbox(self._root, path)
+    @property
+    def workspace(self) -> Workspace:
+        owner = (self._uid, self._uid) if self._uid >= 0 else None
+        return Workspace(self._root, agent_root=str(MOUNT), owner=owner)
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the Sandbox protocol's signature
+        max_output_bytes: int = 16 * 1024 * 1024,
+    ) -> ExecResult:
+        """A short-lived sandbox of its own over the same workspace: same uid, mounts and
+        rlimits, no network, not in the shell's cgroup; the workspace must exist."""
+        where = str(MOUNT.joinpath(*self.workspace.parts(cwd)))
+        try:
+            root = await asyncio.to_thread(self._root.resolve, True)
+            outer = launch_argv(
+                self._bwrap,
+                workspace=root,
+                network=False,
+                tmp_size_bytes=self._limits.tmp_size_bytes,
+                uid=self._uid,
+                cgroup_procs=[],
+            )
+        except OSError as exc:
+            raise SandboxError(f"The workspace is not there: {exc}") from exc
+        outer[outer.index("--chdir") + 1] = where
+        limited = self._limits.ulimit_script() + 'exec "$@"'
+        shell = ["/bin/bash", "--noprofile", "--norc", "-c", limited, "bash"]
+        command = [*outer, *shell, *argv]
+        return await run_once(
+            command,
+            env=clean_env(str(MOUNT), env or {}),
+            cwd=Path("/"),
+            timeout=timeout,
+            max_output_bytes=max_output_bytes,
+        )
 
     async def close(self) -> None:
         self._closed = True

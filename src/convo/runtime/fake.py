@@ -1,19 +1,23 @@
 """FakeSandbox: a recording sandbox with canned command results, for tests.
 
-Commands are never executed. Each ``run`` is recorded and answered from, in order of
+Shell commands are never executed. Each ``run`` is recorded and answered from, in order of
 preference: ``responses`` (exact command → result), the ``script`` queue, then a default
-success with empty output. Files are real: ``host_path`` maps the agent's paths into a host
-directory (a test's tmp dir), so a file editor works against it.
+success with empty output. Files are real: ``workspace`` is a host directory (a test's tmp
+dir) that the agent names ``/workspace``, so a file editor works against it, and ``exec``
+runs its program on the host in that directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from convo.errors import PathOutsideWorkspace, SandboxError
-from convo.runtime.base import CommandResult
+from convo.errors import SandboxError
+from convo.runtime.base import CommandResult, ExecResult
+from convo.runtime.oneshot import run_once
+from convo.runtime.process import clean_env
+from convo.runtime.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class FakeSandbox:
         self.script: list[CommandResult | BaseException] = list(script)
         self.on_run = on_run
         self.commands: list[RecordedCommand] = []
+        self.execs: list[tuple[list[str], str]] = []  # (argv, cwd) of each exec
         self.started = False
         self.closed = False
 
@@ -94,21 +99,28 @@ class FakeSandbox:
             return item
         return self.result()
 
-    def host_path(self, path: str) -> Path:
-        agent_path = PurePosixPath(path)
-        workspace = PurePosixPath(self._workspace_path)
-        if agent_path.is_absolute():
-            try:
-                relative = agent_path.relative_to(workspace)
-            except ValueError:
-                raise PathOutsideWorkspace(f"{path} is outside the workspace") from None
-        else:
-            relative = agent_path
-        root = self.root.resolve()
-        host = (root / relative).resolve()
-        if host != root and root not in host.parents:
-            raise PathOutsideWorkspace(f"{path} is outside the workspace")
-        return host
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.root, agent_root=self._workspace_path)
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the Sandbox protocol's signature
+        max_output_bytes: int = 16 * 1024 * 1024,
+    ) -> ExecResult:
+        """Recorded, then run for real on the host in the workspace (tests only)."""
+        self.execs.append((list(argv), cwd))
+        return await run_once(
+            argv,
+            env=clean_env(str(self.root), env or {}),
+            cwd=self.root.joinpath(*self.workspace.parts(cwd)),
+            timeout=timeout,
+            max_output_bytes=max_output_bytes,
+        )
 
     async def close(self) -> None:
         self.closed = True

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
-from convo.errors import PathOutsideWorkspace, SandboxError
-from convo.runtime.base import CommandResult, SandboxSpec
+from convo.errors import SandboxError
+from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
+from convo.runtime.oneshot import run_once
 from convo.runtime.shell import BashSession
+from convo.runtime.workspace import Workspace
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -39,19 +40,6 @@ def clean_env(home: str, extra: Mapping[str, str], path: str = DEFAULT_PATH) -> 
             raise SandboxError(f"Invalid environment variable name or value: {key!r}")
         env[key] = value
     return env
-
-
-def resolve_inside(root: Path, path: str) -> Path:
-    """``path`` (absolute, or relative to ``root``) with symlinks resolved; must stay in
-    ``root`` (itself already resolved)."""
-    try:
-        candidate = Path(path)
-        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, symlink loops
-        raise PathOutsideWorkspace(f"Invalid path {path!r}: {exc}") from exc
-    if not resolved.is_relative_to(root):
-        raise PathOutsideWorkspace(f"{path} is outside the workspace {root}")
-    return resolved
 
 
 class ProcessSandbox:
@@ -113,8 +101,29 @@ class ProcessSandbox:
             raise SandboxError("The sandbox has not been started")
         return await self._session.run(command, timeout=timeout, is_input=is_input)
 
-    def host_path(self, path: str) -> Path:
-        return resolve_inside(self._root, path)
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self._root, agent_root=str(self._root.resolve()))
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the Sandbox protocol's signature
+        max_output_bytes: int = 16 * 1024 * 1024,
+    ) -> ExecResult:
+        """Unconfined, like the shell: as the server's user, in the workspace."""
+        root = self._root.resolve()
+        where = root.joinpath(*self.workspace.parts(cwd))
+        return await run_once(
+            argv,
+            env=clean_env(str(root), env or {}),
+            cwd=where,
+            timeout=timeout,
+            max_output_bytes=max_output_bytes,
+        )
 
     async def close(self) -> None:
         self._closed = True

@@ -1,41 +1,54 @@
 """Git status and diffs of a conversation's workspace, for the web client's changes panel.
 
 A repository is the workspace itself, or (when the workspace is not one) each directory
-directly inside it that is one, as when a repository was cloned into the workspace. Paths
-are reported relative to the workspace. Git runs as a subprocess with a timeout.
+directly inside it that is one (not a symlink), as when a repository was cloned into the
+workspace. Paths are reported relative to the workspace.
 
-Git runs here on the host, outside the sandbox, in a repository the agent can write to: its
-``.git/config`` must not be able to make git run a command. Every such setting git status and
-git show consult is overridden on the command line (``core.fsmonitor``, the filter and diff
-drivers the configuration names, submodules, hooks), and no transport may run (a partial
-clone would otherwise fetch a missing object through a configured command).
+The repositories are the agent's: their ``.git/config``, hooks, attributes and gitlinks
+are written by an adversary. So git never runs on the host here: it runs through
+``Sandbox.exec``, with the sandbox's confinement and unprivileged uid (under bubblewrap a
+short-lived sandbox of its own over the same workspace, whether or not the conversation
+runs), a fixed minimal environment and no network. Whatever the configuration makes git
+run (fsmonitor, filters, textconv, pager, gpg.program) runs there, with the agent's own
+rights. ``--git-dir`` and ``--work-tree`` are explicit, so ``core.worktree`` cannot move
+the work tree, and ``safe.directory=*`` lets git read a repository owned by another uid
+(inside the sandbox that protects nothing: the agent owns everything it can see).
+The current file content of a diff is read descriptor-relative (``Sandbox.workspace``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
+import errno
 from dataclasses import dataclass
-from pathlib import Path
 
-from convo.services.workspace_files import WorkspaceFileError, relative_name, resolve_inside
+from convo.errors import SandboxError
+from convo.runtime.base import ExecResult, Sandbox
+from convo.runtime.workspace import Workspace
+from convo.services.workspace_files import (
+    MAX_READ_BYTES,
+    WorkspaceFileError,
+    client_path,
+    translate,
+)
 
 GIT_TIMEOUT_SECONDS = 30.0
-_HARDENED = (
+_GIT = (
+    "git",
+    "--no-pager",
+    "--git-dir=.git",
+    "--work-tree=.",
+    "-c",
+    "safe.directory=*",
     "-c",
     "core.quotepath=off",
-    "-c",
-    "core.fsmonitor=false",
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
-    "submodule.recurse=false",
-    "-c",
-    "diff.ignoreSubmodules=all",
 )
-# driver settings whose value is a command: emptied for every driver the config names
-_DRIVER_COMMANDS = {"filter": ("clean", "smudge", "process"), "diff": ("textconv", "command")}
+_ENV = {
+    "GIT_OPTIONAL_LOCKS": "0",  # status does not rewrite the index
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ALLOW_PROTOCOL": "",  # no fetch of a missing object from a partial clone
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 class NotAGitRepository(WorkspaceFileError):
@@ -49,58 +62,29 @@ class GitFailed(WorkspaceFileError):
 
 @dataclass(frozen=True)
 class Repository:
-    path: Path
     prefix: str  # "" for the workspace itself, else "name/"
 
 
-async def _git(repo: Path, *args: str) -> tuple[int, bytes]:
-    """Run git in ``repo`` with every command its configuration names disabled."""
-    code, names = await _run(
-        repo, "config", "-z", "--name-only", "--get-regexp", r"^(filter|diff)\."
-    )
-    overrides: list[str] = list(_HARDENED)
-    for name in names.decode("utf-8", "replace").split("\0") if code == 0 else ():
-        section, _, rest = name.partition(".")
-        driver, _, key = rest.rpartition(".")
-        if driver and key in _DRIVER_COMMANDS.get(section, ()):
-            overrides += ["-c", f"{section}.{driver}.{key}="]
-            if section == "filter":
-                overrides += ["-c", f"filter.{driver}.required=false"]
-    return await _run(repo, *overrides, *args)
-
-
-async def _run(repo: Path, *args: str) -> tuple[int, bytes]:
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        "-C",
-        str(repo),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        # no transport at all, whatever the repository's protocol.*.allow says
-        env={**os.environ, "GIT_ALLOW_PROTOCOL": "", "GIT_TERMINAL_PROMPT": "0"},
-    )
+async def _git(sandbox: Sandbox, repo: Repository, *args: str) -> ExecResult:
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_SECONDS)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, out
+        return await sandbox.exec(
+            [*_GIT, *args],
+            cwd=repo.prefix,
+            env=_ENV,
+            timeout=GIT_TIMEOUT_SECONDS,
+            max_output_bytes=2 * MAX_READ_BYTES,
+        )
+    except SandboxError as exc:
+        raise GitFailed(f"git could not run in the sandbox: {exc}") from exc
 
 
-def find_repositories(root: Path) -> list[Repository]:
-    resolved = root.resolve()
-    if (resolved / ".git").exists():
-        return [Repository(resolved, "")]
-    if not resolved.is_dir():
-        return []
+def find_repositories(workspace: Workspace) -> list[Repository]:
+    if workspace.lexists(".git"):
+        return [Repository("")]
     return [
-        Repository(child, child.name + "/")
-        for child in sorted(resolved.iterdir())
-        if child.is_dir() and (child / ".git").exists()
+        Repository(f"{entry.name}/")
+        for entry in workspace.list_dir("")
+        if entry.is_dir and workspace.lexists(f"{entry.name}/.git")
     ]
 
 
@@ -133,46 +117,54 @@ def parse_porcelain(output: bytes, prefix: str = "") -> list[dict[str, str]]:
     return changes
 
 
-async def git_changes(root: Path) -> list[dict[str, str]]:
-    repositories = await asyncio.to_thread(find_repositories, root)
+async def git_changes(sandbox: Sandbox) -> list[dict[str, str]]:
+    repositories = await asyncio.to_thread(find_repositories, sandbox.workspace)
     if not repositories:
         raise NotAGitRepository()
     changes: list[dict[str, str]] = []
     for repo in repositories:
-        code, out = await _git(
-            repo.path,
+        result = await _git(
+            sandbox,
+            repo,
             "status",
             "--porcelain=v1",
             "-z",
             "--untracked-files=all",
             "--ignore-submodules=all",
         )
-        if code != 0:
-            raise GitFailed(f"git status failed in {repo.prefix or 'the workspace'}")
-        changes.extend(parse_porcelain(out, repo.prefix))
+        if result.exit_code != 0:
+            where = repo.prefix or "the workspace"
+            detail = "timed out" if result.timed_out else "failed"
+            raise GitFailed(f"git status {detail} in {where}")
+        changes.extend(parse_porcelain(result.stdout, repo.prefix))
     return changes
 
 
-def _read_if_file(path: Path) -> str:
-    if not path.is_file():
-        return ""
-    return path.read_bytes().decode("utf-8", "replace")
+def _current(workspace: Workspace, path: str) -> str:
+    try:
+        data = workspace.read_bytes(path, MAX_READ_BYTES)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EINVAL):
+            return ""  # deleted, or not a file
+        raise translate(exc, path) from exc
+    return data[:MAX_READ_BYTES].decode("utf-8", "replace")
 
 
-async def git_diff(root: Path, path: str) -> dict[str, str]:
+async def git_diff(sandbox: Sandbox, path: str) -> dict[str, str]:
     """``{original, modified}``: the file at HEAD (empty if new) and now (empty if deleted)."""
-    host = await asyncio.to_thread(resolve_inside, root, path)
-    repositories = await asyncio.to_thread(find_repositories, root)
+    workspace = sandbox.workspace
+    parts = workspace.parts(client_path(path))  # lexical: git/changes names no symlinks
+    repositories = await asyncio.to_thread(find_repositories, workspace)
     repo = next(
-        (r for r in repositories if host == r.path or r.path in host.parents),
+        (r for r in repositories if not r.prefix or (parts and parts[0] + "/" == r.prefix)),
         None,
     )
-    if repo is None:
+    if repo is None or not parts:
         raise NotAGitRepository()
-    inside = relative_name(repo.path, host)
-    code, original = await _git(repo.path, "show", f"HEAD:{inside}")
-    modified = await asyncio.to_thread(_read_if_file, host)
+    inside = "/".join(parts[1:] if repo.prefix else parts)
+    original = await _git(sandbox, repo, "show", "--no-textconv", f"HEAD:{inside}")
+    modified = await asyncio.to_thread(_current, workspace, "/".join(parts))
     return {
-        "original": original.decode("utf-8", "replace") if code == 0 else "",
+        "original": original.stdout.decode("utf-8", "replace") if original.exit_code == 0 else "",
         "modified": modified,
     }

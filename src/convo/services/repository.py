@@ -26,6 +26,7 @@ with the token-less URL, and output is masked before it leaves this module.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import shlex
@@ -228,7 +229,7 @@ class Checkout:
         return result
 
     def cloned(self) -> bool:
-        return self.sandbox.host_path(f"{self.remote.name}/.git").exists()
+        return self.sandbox.workspace.lexists(f"{self.remote.name}/.git")
 
     async def clone(self, branch: str | None) -> str:
         """Clone, reset the remote, check out, set identity and credentials; the branch name."""
@@ -278,7 +279,8 @@ class Checkout:
 
     async def run_setup_script(self) -> CommandResult | None:
         """``.openhands/setup.sh`` of the repository, if it has one; its failure is not fatal."""
-        if not self.sandbox.host_path(f"{self.remote.name}/.openhands/setup.sh").is_file():
+        script = f"{self.remote.name}/.openhands/setup.sh"
+        if await asyncio.to_thread(self.sandbox.workspace.kind, script) != "file":
             return None
         command = f"(cd {shlex.quote(self.path)} && bash .openhands/setup.sh)"
         return await self._shown(

@@ -1,25 +1,29 @@
-"""A conversation's workspace on disk, as the file routes see it: list, read, zip, upload.
+"""A conversation's workspace as the file routes see it: list, read, zip, upload.
 
-Every path a client names is resolved inside the workspace or refused: ``..``, absolute paths
-elsewhere and symlinks pointing out all raise ``OutsideWorkspace``. The functions here do
-blocking disk work; callers run them with ``asyncio.to_thread``.
+Every access goes through the sandbox's ``Workspace`` (``convo.runtime.workspace``):
+descriptor-relative and no-follow from the workspace root, symlinks followed only as the
+agent sees them and only inside the workspace, so a path the agent changes while a request
+runs can never lead outside it. A path outside raises ``PathOutsideWorkspace``. Clients may
+name paths relative to the workspace or absolute under ``/workspace`` (OpenHands' name for
+it, whatever the runtime). The functions here block; callers run them in a thread.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import errno
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from convo.errors import ConvoError
+from convo.errors import ConvoError, PathOutsideWorkspace
+from convo.runtime.workspace import Workspace, WorkspaceChanged
 
-AGENT_WORKSPACE = PurePosixPath("/workspace")  # how the agent names the workspace root
+AGENT_WORKSPACE = PurePosixPath("/workspace")  # how OpenHands clients name the workspace root
 MAX_READ_BYTES = 5 * 1024 * 1024
 HIDDEN_ENTRIES = frozenset({".git"})
+_COPY_CHUNK = 1024 * 1024
 
 
 class WorkspaceFileError(ConvoError):
@@ -34,11 +38,6 @@ class WorkspaceMissing(WorkspaceFileError):
         )
 
 
-class OutsideWorkspace(WorkspaceFileError):
-    def __init__(self, path: str) -> None:
-        super().__init__(f"Path {path!r} is outside the workspace")
-
-
 class FileMissing(WorkspaceFileError):
     def __init__(self, path: str) -> None:
         super().__init__(f"File not found: {path}")
@@ -47,6 +46,11 @@ class FileMissing(WorkspaceFileError):
 class NotAFile(WorkspaceFileError):
     def __init__(self, path: str) -> None:
         super().__init__(f"Not a file: {path}")
+
+
+class NotADirectory(WorkspaceFileError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Not a directory: {path}")
 
 
 class BinaryFile(WorkspaceFileError):
@@ -59,61 +63,63 @@ class FileTooLarge(WorkspaceFileError):
         super().__init__(f"File too large to show: {path} (over {MAX_READ_BYTES} bytes)")
 
 
-def existing_root(root: Path, conversation_id: str) -> Path:
-    if not root.is_dir():
-        raise WorkspaceMissing(conversation_id)
-    return root.resolve()
+class PathChanged(WorkspaceFileError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} changed while it was being read; try again")
 
 
-def resolve_inside(root: Path, path: str) -> Path:
-    """The host path of ``path`` (relative, or absolute under /workspace) inside ``root``."""
+def client_path(path: str) -> str:
+    """A client's name for a workspace path, made relative (``/workspace/x`` → ``x``)."""
     named = PurePosixPath(path.replace("\\", "/"))
     if named.is_absolute():
         try:
-            named = named.relative_to(AGENT_WORKSPACE)
+            return str(named.relative_to(AGENT_WORKSPACE))
         except ValueError:
-            raise OutsideWorkspace(path) from None
-    resolved_root = root.resolve()
-    host = (resolved_root / named).resolve()
-    if host != resolved_root and resolved_root not in host.parents:
-        raise OutsideWorkspace(path)
-    return host
+            raise PathOutsideWorkspace(f"Path {path!r} is outside the workspace") from None
+    return str(named)
 
 
-def relative_name(root: Path, host: Path) -> str:
-    return host.relative_to(root.resolve()).as_posix()
+def translate(exc: OSError, path: str) -> WorkspaceFileError:
+    """The file error a client sees for an OSError of the workspace walk."""
+    if isinstance(exc, WorkspaceChanged):
+        return PathChanged(path)
+    if exc.errno in (errno.ENOENT,):
+        return FileMissing(path)
+    if exc.errno == errno.ENOTDIR:
+        return NotADirectory(path)
+    if exc.errno in (errno.EISDIR, errno.EINVAL):
+        return NotAFile(path)
+    return WorkspaceFileError(f"Cannot access {path}: {exc.strerror or exc}")
 
 
-def list_entries(root: Path, path: str | None) -> list[str]:
+def existing(workspace: Workspace, conversation_id: str) -> Workspace:
+    if not workspace.exists():
+        raise WorkspaceMissing(conversation_id)
+    return workspace
+
+
+def list_entries(workspace: Workspace, path: str | None) -> list[str]:
     """Entries of a workspace directory: directories first (with a trailing ``/``), then
     files, each as its path relative to the workspace."""
-    directory = resolve_inside(root, path) if path else root.resolve()
-    if not directory.exists():
-        raise FileMissing(path or ".")
-    if not directory.is_dir():
-        raise WorkspaceFileError(f"Not a directory: {path}")
-    folders: list[str] = []
-    files: list[str] = []
-    for entry in directory.iterdir():
-        if entry.name in HIDDEN_ENTRIES:
-            continue
-        name = relative_name(root, directory / entry.name)
-        if entry.is_dir():
-            folders.append(name + "/")
-        else:
-            files.append(name)
+    shown = path or "."
+    try:
+        relative = workspace.resolve(client_path(path)) if path else ""
+        entries = workspace.list_dir(relative)
+    except OSError as exc:
+        raise translate(exc, shown) from exc
+    base = f"{relative}/" if relative else ""
+    folders = [f"{base}{e.name}/" for e in entries if e.is_dir and e.name not in HIDDEN_ENTRIES]
+    files = [f"{base}{e.name}" for e in entries if not e.is_dir and e.name not in HIDDEN_ENTRIES]
     return sorted(folders, key=str.lower) + sorted(files, key=str.lower)
 
 
-def read_text(root: Path, path: str) -> str:
-    host = resolve_inside(root, path)
-    if not host.exists():
-        raise FileMissing(path)
-    if not host.is_file():
-        raise NotAFile(path)
-    if host.stat().st_size > MAX_READ_BYTES:
+def read_text(workspace: Workspace, path: str) -> str:
+    try:
+        data = workspace.read_bytes(client_path(path), MAX_READ_BYTES)
+    except OSError as exc:
+        raise translate(exc, path) from exc
+    if len(data) > MAX_READ_BYTES:
         raise FileTooLarge(path)
-    data = host.read_bytes()
     if b"\x00" in data[:8192]:
         raise BinaryFile(path)
     try:
@@ -122,22 +128,17 @@ def read_text(root: Path, path: str) -> str:
         raise BinaryFile(path) from None
 
 
-def zip_workspace(root: Path) -> Path:
-    """A zip of the whole workspace in a temporary file; the caller deletes it."""
-    resolved = root.resolve()
-    handle, name = tempfile.mkstemp(prefix="convo-workspace-", suffix=".zip")
-    os.close(handle)
-    target = Path(name)
+def zip_workspace(workspace: Workspace) -> Path:
+    """A zip of the whole workspace's regular files in a temporary file (the caller
+    deletes it); symlinks, FIFOs and the like are left out."""
+    handle = tempfile.NamedTemporaryFile(prefix="convo-workspace-", suffix=".zip", delete=False)
+    target = Path(handle.name)
     try:
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for folder, dirnames, filenames in os.walk(resolved):
-                dirnames.sort()
-                base = Path(folder)
-                for filename in sorted(filenames):
-                    source = base / filename
-                    if source.is_symlink() or not source.is_file():
-                        continue
-                    archive.write(source, source.relative_to(resolved).as_posix())
+        with handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, source in workspace.files():
+                with archive.open(name, "w", force_zip64=True) as out:
+                    while chunk := source.read(_COPY_CHUNK):
+                        out.write(chunk)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -150,22 +151,20 @@ class UploadResult:
     skipped_files: list[dict[str, str]] = field(default_factory=list)
 
 
-def save_upload(root: Path, filename: str, source: BinaryIO, result: UploadResult) -> None:
+def save_upload(
+    workspace: Workspace, filename: str, source: BinaryIO, result: UploadResult
+) -> None:
     """Copy one uploaded file into the workspace (created if missing); a name that would land
     outside it, or on a directory, is skipped with a reason."""
-    root.mkdir(parents=True, exist_ok=True)
     if not filename or filename.endswith("/"):
         result.skipped_files.append({"name": filename, "reason": "Missing file name"})
         return
     try:
-        target = resolve_inside(root, filename)
-    except OutsideWorkspace as exc:
+        workspace.ensure_root()
+        result.uploaded_files.append(workspace.write(client_path(filename), source))
+    except PathOutsideWorkspace as exc:
         result.skipped_files.append({"name": filename, "reason": str(exc)})
-        return
-    if target.is_dir():
+    except IsADirectoryError:
         result.skipped_files.append({"name": filename, "reason": "A directory has this name"})
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        shutil.copyfileobj(source, out)
-    result.uploaded_files.append(relative_name(root, target))
+    except OSError as exc:
+        result.skipped_files.append({"name": filename, "reason": str(translate(exc, filename))})

@@ -39,8 +39,7 @@ async def prepare_workspace(
     sections: list[str] = []
     if metadata.selected_repository:
         sections.append(await _check_out(metadata, sandbox, emit, config))
-    root = sandbox.host_path(sandbox.workspace_path)
-    found = await asyncio.to_thread(repository_instructions, root)
+    found = await asyncio.to_thread(repository_instructions, sandbox.workspace)
     if found:
         sections.append(format_instructions(found))
     if metadata.conversation_instructions and metadata.conversation_instructions.strip():

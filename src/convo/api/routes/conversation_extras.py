@@ -4,15 +4,16 @@ vscode-url and web-hosts. convo runs no editor and exposes no web hosts."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from convo.agent.microagents import load_microagents
-from convo.api.deps import ManagerDep
+from convo.api.deps import ManagerDep, SandboxFactoryDep
 from convo.api.routes.conversations import ConversationId
 from convo.domain.conversation import ConversationStatus
+from convo.runtime.base import SandboxSpec
+from convo.runtime.workspace import Workspace
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -31,15 +32,20 @@ async def get_trajectory(conversation_id: ConversationId, manager: ManagerDep) -
             return {"trajectory": trajectory}
 
 
-def read_microagents(workspace: Path) -> list[dict[str, Any]]:
+def read_microagents(workspace: Workspace) -> list[dict[str, Any]]:
     """Microagents in ``.openhands/microagents/`` of the workspace or a repository in it."""
+    if not workspace.exists():
+        return []
     return [agent.to_wire() for agent in load_microagents(workspace)]
 
 
 @router.get("/{conversation_id}/microagents")
-async def get_microagents(conversation_id: ConversationId, manager: ManagerDep) -> dict[str, Any]:
+async def get_microagents(
+    conversation_id: ConversationId, manager: ManagerDep, factory: SandboxFactoryDep
+) -> dict[str, Any]:
     await manager.get_metadata(conversation_id)
-    workspace = manager.workspace_path(conversation_id)
+    spec = SandboxSpec(conversation_id, manager.workspace_path(conversation_id))
+    workspace = factory.create(spec).workspace  # descriptor-relative reads, never by name
     return {"microagents": await asyncio.to_thread(read_microagents, workspace)}
 
 

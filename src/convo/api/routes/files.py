@@ -1,31 +1,34 @@
 """Workspace files of a conversation: list, show, zip, upload, git changes and diffs.
 
-They work whether or not the conversation's loop runs. A workspace that does not exist yet
-is a 404 with a message saying so; a path outside the workspace is a 403.
+They work whether or not the conversation's loop runs. Each request gets the conversation's
+sandbox object (not started): its ``workspace`` for descriptor-relative file access, its
+``exec`` to run git confined (``convo.services.git_workspace``). A workspace that does not
+exist yet is a 404 with a message saying so; a path outside the workspace is a 403; a path
+the agent changed while it was being read is a 409.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
-from convo.api.deps import ManagerDep
+from convo.api.deps import ManagerDep, SandboxFactoryDep
 from convo.api.routes.conversations import ConversationId
+from convo.errors import ConvoError, PathOutsideWorkspace
+from convo.runtime.base import Sandbox, SandboxSpec
 from convo.services.git_workspace import GitFailed, NotAGitRepository, git_changes, git_diff
 from convo.services.workspace_files import (
     BinaryFile,
     FileMissing,
     FileTooLarge,
-    OutsideWorkspace,
+    PathChanged,
     UploadResult,
-    WorkspaceFileError,
     WorkspaceMissing,
-    existing_root,
+    existing,
     list_entries,
     read_text,
     save_upload,
@@ -34,37 +37,45 @@ from convo.services.workspace_files import (
 
 router = APIRouter(prefix="/api/conversations", tags=["files"])
 
-_STATUS: list[tuple[type[WorkspaceFileError], int]] = [
+_STATUS: list[tuple[type[ConvoError], int]] = [
     (WorkspaceMissing, 404),
     (FileMissing, 404),
     (NotAGitRepository, 404),
-    (OutsideWorkspace, 403),
+    (PathOutsideWorkspace, 403),
+    (PathChanged, 409),
     (BinaryFile, 415),
     (FileTooLarge, 413),
     (GitFailed, 500),
 ]
+_HANDLED = (ConvoError,)
 
 
-def _error(exc: WorkspaceFileError) -> JSONResponse:
+def _error(exc: ConvoError) -> JSONResponse:
     code = next((c for cls, c in _STATUS if isinstance(exc, cls)), 400)
     return JSONResponse({"error": str(exc), "detail": str(exc)}, status_code=code)
 
 
-async def _workspace(manager: ManagerDep, conversation_id: str) -> Path:
-    """The workspace of an existing conversation (404 for an unknown conversation)."""
+async def _sandbox(
+    manager: ManagerDep, factory: SandboxFactoryDep, conversation_id: str
+) -> Sandbox:
+    """The sandbox of an existing conversation (404 for an unknown conversation)."""
     await manager.get_metadata(conversation_id)
-    return manager.workspace_path(conversation_id)
+    spec = SandboxSpec(conversation_id, manager.workspace_path(conversation_id))
+    return factory.create(spec)
 
 
 @router.get("/{conversation_id}/list-files", response_model=None)
 async def list_files(
-    conversation_id: ConversationId, manager: ManagerDep, path: str | None = None
+    conversation_id: ConversationId,
+    manager: ManagerDep,
+    factory: SandboxFactoryDep,
+    path: str | None = None,
 ) -> list[str] | JSONResponse:
-    workspace = await _workspace(manager, conversation_id)
+    sandbox = await _sandbox(manager, factory, conversation_id)
     try:
-        root = await asyncio.to_thread(existing_root, workspace, conversation_id)
-        return await asyncio.to_thread(list_entries, root, path)
-    except WorkspaceFileError as exc:
+        workspace = await asyncio.to_thread(existing, sandbox.workspace, conversation_id)
+        return await asyncio.to_thread(list_entries, workspace, path)
+    except _HANDLED as exc:
         return _error(exc)
 
 
@@ -72,26 +83,27 @@ async def list_files(
 async def select_file(
     conversation_id: ConversationId,
     manager: ManagerDep,
+    factory: SandboxFactoryDep,
     file: Annotated[str, Query(min_length=1)],
 ) -> dict[str, str] | JSONResponse:
-    workspace = await _workspace(manager, conversation_id)
+    sandbox = await _sandbox(manager, factory, conversation_id)
     try:
-        root = await asyncio.to_thread(existing_root, workspace, conversation_id)
-        return {"code": await asyncio.to_thread(read_text, root, file)}
-    except WorkspaceFileError as exc:
+        workspace = await asyncio.to_thread(existing, sandbox.workspace, conversation_id)
+        return {"code": await asyncio.to_thread(read_text, workspace, file)}
+    except _HANDLED as exc:
         return _error(exc)
 
 
 @router.get("/{conversation_id}/zip-directory", response_model=None)
 async def zip_directory(
-    conversation_id: ConversationId, manager: ManagerDep
+    conversation_id: ConversationId, manager: ManagerDep, factory: SandboxFactoryDep
 ) -> FileResponse | JSONResponse:
-    workspace = await _workspace(manager, conversation_id)
+    sandbox = await _sandbox(manager, factory, conversation_id)
     try:
-        root = await asyncio.to_thread(existing_root, workspace, conversation_id)
-    except WorkspaceFileError as exc:
+        workspace = await asyncio.to_thread(existing, sandbox.workspace, conversation_id)
+        archive = await asyncio.to_thread(zip_workspace, workspace)
+    except _HANDLED as exc:
         return _error(exc)
-    archive = await asyncio.to_thread(zip_workspace, root)
     return FileResponse(
         archive,
         media_type="application/zip",
@@ -104,14 +116,15 @@ async def zip_directory(
 async def upload_files(
     conversation_id: ConversationId,
     manager: ManagerDep,
+    factory: SandboxFactoryDep,
     files: Annotated[list[UploadFile], File()],
 ) -> dict[str, Any]:
-    workspace = await _workspace(manager, conversation_id)
+    sandbox = await _sandbox(manager, factory, conversation_id)
     result = UploadResult()
     for upload in files:
         try:
             await asyncio.to_thread(
-                save_upload, workspace, upload.filename or "", upload.file, result
+                save_upload, sandbox.workspace, upload.filename or "", upload.file, result
             )
         finally:
             await upload.close()
@@ -120,13 +133,13 @@ async def upload_files(
 
 @router.get("/{conversation_id}/git/changes", response_model=None)
 async def get_git_changes(
-    conversation_id: ConversationId, manager: ManagerDep
+    conversation_id: ConversationId, manager: ManagerDep, factory: SandboxFactoryDep
 ) -> list[dict[str, str]] | JSONResponse:
-    workspace = await _workspace(manager, conversation_id)
+    sandbox = await _sandbox(manager, factory, conversation_id)
     try:
-        root = await asyncio.to_thread(existing_root, workspace, conversation_id)
-        return await git_changes(root)
-    except WorkspaceFileError as exc:
+        await asyncio.to_thread(existing, sandbox.workspace, conversation_id)
+        return await git_changes(sandbox)
+    except _HANDLED as exc:
         return _error(exc)
 
 
@@ -134,11 +147,12 @@ async def get_git_changes(
 async def get_git_diff(
     conversation_id: ConversationId,
     manager: ManagerDep,
+    factory: SandboxFactoryDep,
     path: Annotated[str, Query(min_length=1)],
 ) -> dict[str, str] | JSONResponse:
-    workspace = await _workspace(manager, conversation_id)
+    sandbox = await _sandbox(manager, factory, conversation_id)
     try:
-        root = await asyncio.to_thread(existing_root, workspace, conversation_id)
-        return await git_diff(root, path)
-    except WorkspaceFileError as exc:
+        await asyncio.to_thread(existing, sandbox.workspace, conversation_id)
+        return await git_diff(sandbox, path)
+    except _HANDLED as exc:
         return _error(exc)

@@ -1,0 +1,74 @@
+"""One program run to completion, for ``Sandbox.exec``: bounded in time and output.
+
+The program leads its own session (process group); on timeout, or when it prints more than
+``max_output_bytes``, the whole group is killed. Standard input is ``/dev/null``; standard
+output is kept (up to the bound) and standard error is kept short, for error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from convo.errors import SandboxError
+from convo.runtime.base import ExecResult
+
+_STDERR_BYTES = 16 * 1024
+
+
+async def _read(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes; whether there was more."""
+    data = bytearray()
+    while chunk := await stream.read(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            return bytes(data[:limit]), True
+    return bytes(data), False
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def run_once(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float,  # noqa: ASYNC109 - a bound on the program, not on this coroutine's caller
+    max_output_bytes: int,
+) -> ExecResult:
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SandboxError(f"Cannot run {argv[0]!r}: {exc}") from exc
+    assert process.stdout is not None and process.stderr is not None
+    reading = asyncio.gather(
+        _read(process.stdout, max_output_bytes), _read(process.stderr, _STDERR_BYTES)
+    )
+    timed_out = False
+    try:
+        (stdout, truncated), (stderr, _) = await asyncio.wait_for(reading, timeout)
+    except TimeoutError:
+        timed_out, stdout, stderr, truncated = True, b"", b"", False
+    finally:
+        _kill_group(process.pid)  # whatever it left behind; a no-op once all is gone
+        await process.wait()
+    if timed_out:
+        return ExecResult(-1, stdout, stderr, timed_out=True)
+    if truncated:
+        return ExecResult(-1, stdout, stderr, truncated=True)
+    return ExecResult(process.returncode or 0, stdout, stderr)

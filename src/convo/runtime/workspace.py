@@ -1,0 +1,426 @@
+"""A conversation's workspace on the host, as the server touches it: never by path name.
+
+The agent owns everything below the workspace root and may change it while the server works
+(swap a directory and a symlink in a loop, replace a file by a FIFO). So the server never
+checks a path and opens it again by name: every access walks from a descriptor of the root,
+one component at a time, with ``openat``-style calls relative to the previous directory's
+descriptor and ``O_NOFOLLOW``. A symlink is followed the way the sandbox would see it (an
+absolute target is read under the agent's name for the root, ``/workspace`` in the
+bubblewrap sandbox), by reading it with ``readlinkat`` and walking on from the root or the
+current directory; ``..`` pops the walk's own stack, so no step ever opens ``..``. A target
+leaving the workspace raises ``PathOutsideWorkspace``; a component changed between the two
+calls of a step (a directory became a symlink) makes that call fail (``ELOOP``,
+``ENOTDIR``) instead of following it. The worst a concurrent swap can do is move the walk
+to another place inside the workspace.
+
+Files and directories the server creates get the sandbox's owner (``owner``), so that the
+agent can change them like its own. The functions here block; call them in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Literal
+
+from convo.errors import PathOutsideWorkspace
+
+_MAX_LINKS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_COPY_CHUNK = 1024 * 1024
+MAX_DEPTH = 128  # directory levels a walk of the whole tree goes down
+
+Kind = Literal["missing", "dir", "file", "other"]
+
+
+class WorkspaceChanged(OSError):
+    """The workspace changed under a step of the walk (a race with the agent)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.ELOOP, "changed while it was being accessed", path)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # relative to the directory listed (nested names for a tree)
+    is_dir: bool
+
+
+class _Walk:
+    """The directory descriptors from the root to where a walk stands."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.fds = [root_fd]
+        self.names: list[str] = []
+
+    @property
+    def fd(self) -> int:
+        return self.fds[-1]
+
+    def push(self, fd: int, name: str) -> None:
+        self.fds.append(fd)
+        self.names.append(name)
+
+    def pop(self) -> None:
+        os.close(self.fds.pop())
+        self.names.pop()
+
+    def reset(self) -> None:
+        while len(self.fds) > 1:
+            self.pop()
+
+    def close(self) -> None:
+        for fd in reversed(self.fds):
+            os.close(fd)
+        self.fds = []
+
+
+class Workspace:
+    """One workspace root on the host; ``agent_root`` is how the agent names it."""
+
+    def __init__(self, root: Path, *, agent_root: str, owner: tuple[int, int] | None = None):
+        self.root = root
+        self.agent_root = PurePosixPath(agent_root)
+        self.owner = owner
+
+    # --- names -----------------------------------------------------------------------------
+    def parts(self, path: str) -> list[str]:
+        """The components of ``path`` (absolute under the agent's root, or relative to it),
+        ``..`` applied lexically; raises PathOutsideWorkspace for anything else."""
+        if "\0" in path:
+            raise PathOutsideWorkspace(f"Invalid path {path!r}")
+        named = PurePosixPath(path)
+        if named.is_absolute():
+            if named != self.agent_root and self.agent_root not in named.parents:
+                raise PathOutsideWorkspace(f"{path} is outside the workspace {self.agent_root}")
+            named = named.relative_to(self.agent_root)
+        done: list[str] = []
+        for part in named.parts:
+            if part == "..":
+                if not done:
+                    raise PathOutsideWorkspace(f"{path} is outside the workspace {self.agent_root}")
+                done.pop()
+            elif part not in ("", "."):
+                done.append(part)
+        return done
+
+    def agent_path(self, relative: str) -> str:
+        """How the agent names a workspace-relative path."""
+        return str(self.agent_root / relative) if relative else str(self.agent_root)
+
+    # --- the walk --------------------------------------------------------------------------
+    def exists(self) -> bool:
+        try:
+            return stat.S_ISDIR(os.lstat(self.root).st_mode)
+        except OSError:
+            return False
+
+    def ensure_root(self) -> None:
+        """Create the root (and its parents, server-owned) if missing; give it the owner."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.root, 0o755)
+            if self.owner is not None and os.geteuid() == 0:
+                os.chown(self.root, *self.owner, follow_symlinks=False)
+
+    def _open_root(self) -> int:
+        try:
+            return os.open(self.root, _DIR_FLAGS)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise WorkspaceChanged(str(self.root)) from exc
+
+    @contextlib.contextmanager
+    def _walk(
+        self,
+        path: str,
+        *,
+        follow_last: bool = True,
+        create_dirs: bool = False,
+        missing_ok: bool = False,
+    ) -> Iterator[tuple[_Walk, str]]:
+        """Walk to the parent of ``path``'s last component; yields (walk, last name), the
+        name "" for the root itself. Symlinks on the way are followed inside the workspace
+        (the last one too, with ``follow_last``). With ``missing_ok``, a missing directory
+        ends the walk there, the rest of the path as the "name"."""
+        todo = self.parts(path)
+        walk = _Walk(self._open_root())
+        links = 0
+        try:
+            while todo:
+                part = todo.pop(0)
+                if part == "..":
+                    if not walk.names:
+                        raise PathOutsideWorkspace(f"{path} leads outside the workspace")
+                    walk.pop()
+                    continue
+                mode = self._mode(walk, part, create_dir=create_dirs and bool(todo))
+                if mode is None and (not todo or (missing_ok and ".." not in todo)):
+                    part = "/".join([part, *todo])  # missing: the caller may create it
+                    break
+                if mode is None:
+                    raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+                if stat.S_ISLNK(mode) and (todo or follow_last):
+                    links += 1
+                    if links > _MAX_LINKS:
+                        raise PathOutsideWorkspace(f"Too many levels of symbolic links in {path}")
+                    todo = self._link_target(walk, part, path) + todo
+                    continue
+                if not todo:
+                    break
+                if not stat.S_ISDIR(mode):
+                    raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+                try:
+                    walk.push(os.open(part, _DIR_FLAGS, dir_fd=walk.fd), part)
+                except OSError as exc:
+                    raise WorkspaceChanged(path) from exc
+            else:
+                part = ""
+            yield walk, part
+        finally:
+            walk.close()
+
+    def _mode(self, walk: _Walk, name: str, *, create_dir: bool) -> int | None:
+        """The mode of ``name`` in the walk's directory, not followed; None if missing
+        (created first as a directory with ``create_dir``)."""
+        try:
+            return os.stat(name, dir_fd=walk.fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            if not create_dir:
+                return None
+        self._mkdir(walk.fd, name)
+        return os.stat(name, dir_fd=walk.fd, follow_symlinks=False).st_mode
+
+    def _link_target(self, walk: _Walk, name: str, path: str) -> list[str]:
+        """The components to walk instead of the symlink ``name``; an absolute target
+        (read as the agent sees it) restarts the walk at the root."""
+        try:
+            target = os.readlink(name, dir_fd=walk.fd)
+        except OSError as exc:
+            raise WorkspaceChanged(path) from exc
+        if target.startswith("/"):
+            walk.reset()
+            return self.parts(target)
+        return [p for p in target.split("/") if p not in ("", ".")]
+
+    def _mkdir(self, dir_fd: int, name: str) -> None:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o755, dir_fd=dir_fd)
+            self._chown(name, dir_fd)
+
+    def _chown(self, name: str, dir_fd: int) -> None:
+        if self.owner is not None and os.geteuid() == 0:
+            os.chown(name, *self.owner, dir_fd=dir_fd, follow_symlinks=False)
+
+    @staticmethod
+    def _open_at(walk: _Walk, name: str, flags: int, mode: int = 0o644) -> int:
+        if not name:
+            return os.dup(walk.fd) if flags & os.O_DIRECTORY else _raise_is_dir()
+        try:
+            return os.open(name, flags, mode, dir_fd=walk.fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # the name became a symlink after the walk read it
+                raise WorkspaceChanged(name) from exc
+            raise
+
+    # --- queries ---------------------------------------------------------------------------
+    def resolve(self, path: str) -> str:
+        """``path`` with its symlinks followed, relative to the root ("" for the root); the
+        part of it that does not exist yet is kept as it is."""
+        with self._walk(path, missing_ok=True) as (walk, name):
+            return "/".join([*walk.names, name] if name else walk.names)
+
+    def kind(self, path: str) -> Kind:
+        try:
+            with self._walk(path) as (walk, name):
+                if not name:
+                    return "dir"
+                mode = os.stat(name, dir_fd=walk.fd, follow_symlinks=False).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing"
+        if stat.S_ISDIR(mode):
+            return "dir"
+        return "file" if stat.S_ISREG(mode) else "other"
+
+    def lexists(self, path: str) -> bool:
+        """Whether ``path``'s last component exists, not followed if it is a symlink."""
+        try:
+            with self._walk(path, follow_last=False) as (walk, name):
+                if name:
+                    os.stat(name, dir_fd=walk.fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def read_bytes(self, path: str, limit: int) -> bytes:
+        """At most ``limit + 1`` bytes of a regular file (one more tells it is larger)."""
+        with self._walk(path) as (walk, name):
+            fd = self._open_at(walk, name, _READ_FLAGS)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Not a regular file", path)
+            return handle.read(limit + 1)
+
+    def size(self, path: str) -> int:
+        with self._walk(path) as (walk, name):
+            fd = self._open_at(walk, name, _READ_FLAGS)
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Not a regular file", path)
+        return info.st_size
+
+    def list_dir(self, path: str = "") -> list[Entry]:
+        """The entries of a directory (symlinks listed as files, not followed)."""
+        with self._walk(path) as (walk, name):
+            fd = self._open_at(walk, name, _DIR_FLAGS)
+        return [Entry(e.name, e.is_dir) for e in _scan(fd)]
+
+    def tree(self, path: str, depth: int, *, hidden: bool = False) -> list[Entry]:
+        """Entries below a directory down to ``depth`` levels, names relative to it, each
+        directory followed by its own entries."""
+        with self._walk(path) as (walk, name):
+            fd = self._open_at(walk, name, _DIR_FLAGS)
+        listed = {
+            prefix: [e for e in entries if hidden or not e.name.startswith(".")]
+            for prefix, _, entries in _descend(fd, depth)
+        }
+        found: list[Entry] = []
+
+        def add(prefix: str) -> None:
+            for entry in listed.get(prefix, []):
+                found.append(Entry(prefix + entry.name, entry.is_dir))
+                if entry.is_dir:
+                    add(f"{prefix}{entry.name}/")
+
+        add("")
+        return found
+
+    def files(self) -> Iterator[tuple[str, BinaryIO]]:
+        """Every regular file of the workspace (symlinks skipped) as (relative name, open
+        file), in name order; each file is closed when the iteration moves on."""
+        for prefix, dir_fd, entries in _descend(self._open_root(), MAX_DEPTH):
+            for entry in entries:
+                if entry.is_dir:
+                    continue
+                try:
+                    fd = os.open(entry.name, _READ_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue  # a symlink, a FIFO or gone
+                with os.fdopen(fd, "rb") as handle:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        yield prefix + entry.name, handle
+
+    # --- changes ---------------------------------------------------------------------------
+    def write(self, path: str, source: bytes | BinaryIO, *, exclusive: bool = False) -> str:
+        """Write a regular file (its directories created as needed); returns its resolved
+        relative name. ``exclusive`` fails if it exists; otherwise it is truncated."""
+        with self._walk(path, create_dirs=True) as (walk, name):
+            flags = _WRITE_FLAGS | (os.O_EXCL if exclusive else 0)
+            try:
+                fd = self._open_at(walk, name, flags)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+                    raise NotRegularFile(path) from exc
+                raise
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise NotRegularFile(path)
+                if info.st_nlink > 1:
+                    raise PermissionError(errno.EPERM, "The file has other hard links", path)
+                if self.owner is not None and os.geteuid() == 0 and info.st_uid != self.owner[0]:
+                    os.fchown(fd, *self.owner)
+                os.ftruncate(fd, 0)
+                with os.fdopen(os.dup(fd), "wb") as out:
+                    if isinstance(source, bytes):
+                        out.write(source)
+                    else:
+                        while chunk := source.read(_COPY_CHUNK):
+                            out.write(chunk)
+            finally:
+                os.close(fd)
+            return "/".join([*walk.names, name])
+
+    def remove(self, path: str) -> None:
+        """Remove a file (a symlink itself, never what it points to)."""
+        with self._walk(path, follow_last=False) as (walk, name):
+            if not name:
+                raise IsADirectoryError(errno.EISDIR, "The workspace root", path)
+            os.unlink(name, dir_fd=walk.fd)
+
+    def chown_tree(self, uid: int, gid: int) -> None:
+        """Give every entry of the workspace to ``uid`` (symlinks themselves, never their
+        targets; files with several hard links left alone)."""
+        os.chown(self.root, uid, gid, follow_symlinks=False)
+        for _, dir_fd, entries in _descend(self._open_root(), MAX_DEPTH):
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    info = os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=False)
+                    several = info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode)
+                    if info.st_uid != uid and not several:
+                        os.chown(entry.name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+class NotRegularFile(OSError):
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EINVAL, "Not a regular file", path)
+
+
+def _raise_is_dir() -> int:
+    raise IsADirectoryError(errno.EISDIR, "The workspace root is a directory")
+
+
+def _scan(fd: int) -> list[Entry]:
+    """The entries of the directory ``fd`` in name order (closes ``fd``)."""
+    try:
+        with os.scandir(fd) as scanned:
+            return sorted(
+                (Entry(e.name, e.is_dir(follow_symlinks=False)) for e in scanned),
+                key=lambda e: e.name,
+            )
+    finally:
+        os.close(fd)
+
+
+def _descend(root_fd: int, depth: int) -> Iterator[tuple[str, int, list[Entry]]]:
+    """(prefix, directory fd, entries) for each directory below ``root_fd`` (itself
+    included) down to ``depth`` levels, depth first in name order. Every directory is
+    entered with O_NOFOLLOW | O_DIRECTORY relative to its parent's descriptor, and only the
+    descriptors of the current branch are open. Closes ``root_fd``."""
+    frames: list[tuple[str, int, Iterator[Entry]]] = []
+    try:
+        entries = _scan(os.dup(root_fd))
+        frames.append(("", root_fd, iter([e for e in entries if e.is_dir])))
+        yield "", root_fd, entries
+        while frames:
+            prefix, fd, pending = frames[-1]
+            entry = next(pending, None)
+            if entry is None or len(frames) >= depth:
+                os.close(frames.pop()[1])
+                continue
+            try:
+                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                continue  # became a symlink, or gone
+            name = f"{prefix}{entry.name}/"
+            try:
+                entries = _scan(os.dup(child))
+            except OSError:
+                os.close(child)
+                continue
+            frames.append((name, child, iter([e for e in entries if e.is_dir])))
+            yield name, child, entries
+    finally:
+        for _, fd, _ in frames:
+            os.close(fd)
