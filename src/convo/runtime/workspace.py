@@ -266,7 +266,7 @@ class Workspace:
             fd = self._open_at(walk, name, _READ_FLAGS)
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise IsADirectoryError(errno.EISDIR, "Not a regular file", path)
+                raise NotRegularFile(path)
             return handle.read(limit + 1)
 
     def size(self, path: str) -> int:
@@ -277,7 +277,7 @@ class Workspace:
         finally:
             os.close(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "Not a regular file", path)
+            raise NotRegularFile(path)
         return info.st_size
 
     def list_dir(self, path: str = "") -> list[Entry]:
