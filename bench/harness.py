@@ -44,9 +44,11 @@ class ScriptedLLMProcess:
         workdir: Path,
         steps: list[dict[str, Any]] | None = None,
         when_exhausted: dict[str, Any] | None = None,
+        per_conversation: bool = False,
     ) -> None:
         self.workdir = workdir
         self.steps = steps or []
+        self.per_conversation = per_conversation  # each conversation follows the steps
         self.when_exhausted = when_exhausted or {"tool": "finish", "arguments": {"message": "ok"}}
         self.process: asyncio.subprocess.Process | None = None
         self.base_url = ""
@@ -54,7 +56,15 @@ class ScriptedLLMProcess:
     async def start(self) -> ScriptedLLMProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         script = self.workdir / f"script-{id(self)}.json"
-        script.write_text(json.dumps({"steps": self.steps, "when_exhausted": self.when_exhausted}))
+        script.write_text(
+            json.dumps(
+                {
+                    "steps": self.steps,
+                    "when_exhausted": self.when_exhausted,
+                    "per_conversation": self.per_conversation,
+                }
+            )
+        )
         self.process = await asyncio.create_subprocess_exec(
             PYTHON,
             "-m",

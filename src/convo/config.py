@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         description="How often stored state (which conversations should run) is reconciled "
         "with the loops that run, idle loops are closed and metadata is flushed.",
     )
+    stop_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a stop waits for a loop to end (its sandbox closed) before "
+        "answering that it is still stopping.",
+    )
     on_restart: Literal["resume", "stop"] = Field(
         default="resume",
         description="Conversations that were running when the server stopped or crashed: "

@@ -46,6 +46,28 @@ class FakeSandboxFactory:
         return sandbox
 
 
+class ClosingGate(FakeSandboxFactory):
+    """Fake sandboxes whose ``close`` waits for ``gate`` once it is armed."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.closing = asyncio.Event()
+
+    def create(self, spec: SandboxSpec) -> FakeSandbox:
+        sandbox = super().create(spec)
+        original = sandbox.close
+
+        async def close() -> None:
+            self.closing.set()
+            await self.gate.wait()
+            await original()
+
+        sandbox.close = close  # type: ignore[method-assign]
+        return sandbox
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",

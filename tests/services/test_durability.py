@@ -50,14 +50,17 @@ def _with_metrics(cost: float, prompt: int, completion: int) -> Event:
 async def test_metadata_is_written_in_batches(storage: Storage) -> None:
     await storage.conversations.create(ConversationMetadata(conversation_id="c"))
     sync = MetadataSync(storage.conversations, interval_seconds=3600)
-    await sync.on_event("c", message_action("first", EventSource.USER))
+    sync.note("c", message_action("first", EventSource.USER))
+    await sync.flush_due()
     assert sync.writes == 1  # the first one goes out at once
     for i in range(100):
-        await sync.on_event("c", _with_metrics(0.01 * (i + 1), 10 * (i + 1), i + 1))
+        sync.note("c", _with_metrics(0.01 * (i + 1), 10 * (i + 1), i + 1))
+        await sync.flush_due()
     assert sync.writes == 1
     stored = await storage.conversations.get("c")
     assert stored.accumulated_cost == 0.0
-    await sync.on_event("c", agent_state_changed(AgentState.AWAITING_USER_INPUT))
+    sync.note("c", agent_state_changed(AgentState.AWAITING_USER_INPUT))
+    await sync.flush_due()
     assert sync.writes == 2  # a state change flushes
     stored = await storage.conversations.get("c")
     assert stored.accumulated_cost == 1.0
@@ -70,5 +73,5 @@ async def test_metadata_is_written_in_batches(storage: Storage) -> None:
 
 async def test_a_flush_of_a_deleted_conversation_is_harmless(storage: Storage) -> None:
     sync = MetadataSync(storage.conversations, interval_seconds=0)
-    await sync.on_event("gone", message_action("x", EventSource.USER))
+    sync.note("gone", message_action("x", EventSource.USER))
     await sync.flush_all()

@@ -14,6 +14,7 @@ from convo.llm.scripted import ScriptedLLM, text_response, tool_response
 from convo.runtime.base import SandboxSpec
 from convo.runtime.fake import FakeSandbox
 from convo.services.conversations import NewConversation
+from convo.services.stopping import StopResult
 from convo.services.supervisor import STOPPED_BY_RESTART
 from convo.storage.memory import MemoryStorage
 from tests.services.conftest import (
@@ -93,7 +94,7 @@ async def test_a_user_stop_is_not_resumed(tmp_path: Path) -> None:
         conversation_id = await manager.create(None, NewConversation(initial_user_msg="hi"))
         await manager.start(conversation_id, None)
         assert (await storage.conversations.get(conversation_id)).desired_running
-        assert await manager.stop(conversation_id)
+        assert await manager.stop(conversation_id) is StopResult.STOPPED
     assert not (await storage.conversations.get(conversation_id)).desired_running
     manager = make_manager(make_settings(tmp_path), storage, llm, FakeSandboxFactory(tmp_path))
     async with manager:

@@ -11,6 +11,7 @@ from convo.llm.scripted import ScriptedLLM, text_response
 from convo.runtime.base import SandboxSpec
 from convo.runtime.fake import FakeSandbox
 from convo.services.conversations import ConversationManager, NewConversation
+from convo.services.stopping import StopResult
 from convo.storage.memory import MemoryStorage
 from tests.services.conftest import (
     FakeSandboxFactory,
@@ -70,7 +71,7 @@ async def test_a_start_during_a_stop_starts_a_new_loop_after_it(tmp_path: Path) 
         await _settle()
         assert not starting.done()  # it waits for the stop instead of answering RUNNING
         gate.set()
-        assert await stopping is True
+        assert await stopping is StopResult.STOPPED
         assert await starting in (ConversationStatus.STARTING, ConversationStatus.RUNNING)
         await wait_until(lambda: manager.status(cid) is ConversationStatus.RUNNING)
         assert len(sandboxes.created) == 2
@@ -131,7 +132,7 @@ async def test_a_stop_whose_cancel_is_lost_still_stops_the_loop(tmp_path: Path) 
         await manager.start(cid, None)
         await wait_until(lambda: len(sandboxes.created) == 1)
         began = asyncio.get_running_loop().time()
-        assert await manager.stop(cid) is True
+        assert await manager.stop(cid) is StopResult.STOPPED
         assert swallowed.is_set()
         assert manager.status(cid) is ConversationStatus.STOPPED
         assert asyncio.get_running_loop().time() - began < 3

@@ -1,8 +1,12 @@
 """ConversationManager: start, stop, evict and talk to conversations in this process.
 
-Start is idempotent and race-free: the check and the registration happen under one lock, so
-any number of concurrent starts of one conversation yield exactly one loop. Every loop is an
-owned, named task.
+Start is idempotent and race-free: the check and the registration happen under the
+conversation's own lock, so any number of concurrent starts of one conversation yield
+exactly one loop, while starts of different conversations never wait for each other. No
+lock is held while other loops are stopped (eviction) or a loop's cancelled task is waited
+for; a stop says whether the loop really ended (``StopResult``). Every loop is an owned,
+named task; a stored event's metadata is noted in memory and written by ``MetadataSync``'s
+own task, never on the loop's append path.
 
 Which conversations should run is stored (``desired_running``): set by a start, cleared by a
 user's stop (and by eviction, idle closing or a failed start), and left as it is by a server
@@ -52,10 +56,12 @@ from convo.errors import (
 from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
 from convo.services.event_log import EventLog, status_update
+from convo.services.keyed_lock import KeyedLock
 from convo.services.metadata_sync import MetadataSync
 from convo.services.orphans import ProcessRegistry
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
 from convo.services.shutdown import stop_gracefully
+from convo.services.stopping import StopResult, cancel_and_wait
 from convo.services.streams import EventFeed, StreamOptions
 from convo.services.supervisor import Supervisor
 from convo.services.user_config import resolve_config, resolve_llm
@@ -65,7 +71,6 @@ from convo.storage.base import ConversationPage, Storage
 logger = logging.getLogger(__name__)
 
 TOO_MANY = "AGENT_ERROR$TOO_MANY_CONVERSATIONS"
-_STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,11 @@ class ConversationManager:
         self._log = EventLog(storage.events, bus)
         self._running: dict[str, RunningConversation] = {}
         # conversation id -> resolved when its stop (including the STOPPED event) is done
-        self._stopping: dict[str, asyncio.Future[None]] = {}
-        self._lock = asyncio.Lock()
+        self._stopping: dict[str, asyncio.Future[StopResult]] = {}
+        self._locks = KeyedLock()  # per conversation: its starts and stops, one at a time
+        self._starts = 0  # starts between their closing check and their registration
+        self._no_starts = asyncio.Event()
+        self._no_starts.set()
         self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
         self.metadata_sync = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
@@ -117,6 +125,7 @@ class ConversationManager:
     # --- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> ConversationManager:
         """Kill what a killed predecessor left, resume what should run, then supervise."""
+        self.metadata_sync.start()
         await self.supervisor.start()
         return self
 
@@ -143,15 +152,16 @@ class ConversationManager:
         await asyncio.shield(self._shutdown_task)
 
     async def _shutdown(self, grace: float) -> None:
-        async with self._lock:  # a start in progress registers first, or sees _closing
-            self._closing = True
+        self._closing = True
+        await self._no_starts.wait()  # a start in progress registers first, or sees _closing
         await self.supervisor.aclose()
 
         async def stop(conversation_id: str, wait_seconds: float) -> bool:
-            return await self._stop(conversation_id, record_stop=False, wait_seconds=wait_seconds)
+            result = await self._stop(conversation_id, record_stop=False, wait_seconds=wait_seconds)
+            return result.ended
 
         await stop_gracefully(list(self._running.values()), stop, grace)
-        await self.metadata_sync.flush_all()
+        await self.metadata_sync.aclose()
 
     @property
     def event_log(self) -> EventLog:
@@ -338,10 +348,12 @@ class ConversationManager:
         """Register and launch the loop; ``metadata`` None: resume, if still wanted.
 
         A loop being stopped is waited for first, so that the new loop starts after the old
-        one's STOPPED event instead of being reported as running while it goes away."""
+        one's STOPPED event instead of being reported as running while it goes away. Only
+        this conversation's lock is held, and only until its loop is registered; loops over
+        the user's limit are stopped afterwards, under their own locks."""
         while True:
             await self._stopped(conversation_id)
-            async with self._lock:
+            async with self._locks.hold(conversation_id):
                 if conversation_id in self._stopping:
                     continue  # another stop began meanwhile: wait for it too
                 running = self._running.get(conversation_id)
@@ -349,23 +361,38 @@ class ConversationManager:
                     return running.status
                 if self._closing:
                     raise ServerShuttingDown
-                if metadata is None:  # read under the lock: a user's stop may just have landed
-                    try:
-                        metadata = await self._storage.conversations.get(conversation_id)
-                    except RecordNotFound:
-                        return None
-                    if not metadata.desired_running:
-                        return None
-                    logger.info("resuming conversation %s", conversation_id)
-                    providers_set = metadata.providers_set  # the tokens it had before
-                return await self._launch(metadata, providers_set or None)
+                self._begin_start()
+                try:
+                    if metadata is None:  # read now: a user's stop may just have landed
+                        try:
+                            metadata = await self._storage.conversations.get(conversation_id)
+                        except RecordNotFound:
+                            return None
+                        if not metadata.desired_running:
+                            return None
+                        logger.info("resuming conversation %s", conversation_id)
+                        providers_set = metadata.providers_set  # the tokens it had before
+                    running = await self._launch(metadata, providers_set or None)
+                finally:
+                    self._end_start()
+            break
+        await self._evict_over_limit(running)
+        return running.status
+
+    def _begin_start(self) -> None:
+        self._starts += 1
+        self._no_starts.clear()
+
+    def _end_start(self) -> None:
+        self._starts -= 1
+        if not self._starts:
+            self._no_starts.set()
 
     async def _launch(
         self, metadata: ConversationMetadata, providers_set: list[ProviderType] | None
-    ) -> ConversationStatus:
-        """Create and register the loop's task (the registry lock is held)."""
+    ) -> RunningConversation:
+        """Create and register the loop's task (the conversation's lock is held)."""
         conversation_id = metadata.conversation_id
-        await self._evict_over_limit(metadata.user_id)
         config = resolve_config(
             self._settings,
             await self._storage.settings.load_settings(metadata.user_id),
@@ -384,23 +411,29 @@ class ConversationManager:
         )
         # also when cancelled before its first step, when its body's cleanup never runs
         running.task.add_done_callback(lambda _task: self._discard(running))
-        return running.status
+        return running
 
     async def _stopped(self, conversation_id: str) -> None:
         """Return once no stop of this conversation is in progress."""
         while (pending := self._stopping.get(conversation_id)) is not None:
             await asyncio.shield(pending)
 
-    async def stop(self, conversation_id: str) -> bool:
-        """Stop the loop; False when it was not running."""
+    async def stop(self, conversation_id: str) -> StopResult:
+        """Stop the loop and say whether it has ended (or was not running)."""
         check_id(conversation_id)
-        return await self._stop(conversation_id, record_stop=True)
+        return await self._stop(
+            conversation_id,
+            record_stop=True,
+            wait_seconds=self._settings.stop_timeout_seconds,
+        )
 
     async def delete(self, conversation_id: str) -> bool:
         check_id(conversation_id)
         with contextlib.suppress(RecordNotFound):  # nothing may resume it while it goes
             await self._storage.conversations.update_fields(conversation_id, desired_running=False)
-        await self._stop(conversation_id, record_stop=False)
+        await self._stop(
+            conversation_id, record_stop=False, wait_seconds=self._settings.stop_timeout_seconds
+        )
         deleted = await self._storage.conversations.delete(conversation_id)
         workspace = self.workspace_path(conversation_id)
         await asyncio.to_thread(shutil.rmtree, workspace, True)
@@ -452,46 +485,62 @@ class ConversationManager:
         return config.secret_values()
 
     async def _stop(
-        self, conversation_id: str, *, record_stop: bool, wait_seconds: float = _STOP_TIMEOUT
-    ) -> bool:
-        """Cancel the loop and wait for it (its sandbox is closed by then). ``record_stop``:
-        a user's stop, stored first (so that nothing resumes it) and as a STOPPED event."""
-        if record_stop:
-            with contextlib.suppress(RecordNotFound):
-                await self._storage.conversations.update_fields(
-                    conversation_id, desired_running=False
-                )
-        running = self._running.get(conversation_id)
-        if running is None or running.task is None:
-            return False
-        if conversation_id in self._stopping:  # another stop is under way: share its end
-            await self._stopped(conversation_id)
-            return True
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._stopping[conversation_id] = done
-        try:
-            await _cancel_and_wait(running, wait_seconds)
-            if record_stop:
+        self, conversation_id: str, *, record_stop: bool, wait_seconds: float
+    ) -> StopResult:
+        """Cancel the loop and wait (at most ``wait_seconds``) until it has ended and its
+        sandbox is closed. ``record_stop``: a user's stop, stored first (so that nothing
+        resumes it) and, once the loop has ended, as a STOPPED event."""
+        async with self._locks.hold(conversation_id):
+            if record_stop:  # under the lock: ordered with a start storing that it runs
                 with contextlib.suppress(RecordNotFound):
-                    await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
-                    await self.metadata_sync.flush(conversation_id, last_updated_at=utcnow())
+                    await self._storage.conversations.update_fields(
+                        conversation_id, desired_running=False
+                    )
+            pending = self._stopping.get(conversation_id)
+            running = self._running.get(conversation_id)
+            if pending is None:
+                if running is None or running.task is None:
+                    return StopResult.NOT_RUNNING
+                done: asyncio.Future[StopResult] = asyncio.get_running_loop().create_future()
+                self._stopping[conversation_id] = done
+        if pending is not None:  # another stop is under way: share its end
+            return await asyncio.shield(pending)
+        assert running is not None
+        result = StopResult.STILL_RUNNING
+        try:
+            if await cancel_and_wait(running, wait_seconds):
+                result = StopResult.STOPPED
+                if record_stop:
+                    with contextlib.suppress(RecordNotFound):
+                        await self._log.append(
+                            conversation_id, agent_state_changed(AgentState.STOPPED)
+                        )
+                        await self.metadata_sync.flush(conversation_id, last_updated_at=utcnow())
         finally:
             del self._stopping[conversation_id]
-            done.set_result(None)
-        return True
+            done.set_result(result)
+        return result
 
-    async def _evict_over_limit(self, user_id: str | None) -> None:
-        """Stop the user's least recently updated loops until one more fits (lock held)."""
-        mine = [c for c in self._running.values() if c.user_id == user_id]
-        excess = len(mine) - self._settings.max_concurrent_conversations + 1
+    async def _evict_over_limit(self, started: RunningConversation) -> None:
+        """Stop the user's least recently active loops (not the one just started) while more
+        than the limit run. No lock is held: each victim is stopped under its own."""
+        limit = self._settings.max_concurrent_conversations
+        mine = [
+            c
+            for c in self._running.values()
+            if c.user_id == started.user_id and c.conversation_id not in self._stopping
+        ]
+        excess = len(mine) - limit
         if excess <= 0:
             return
-        for victim in sorted(mine, key=lambda c: c.last_active)[:excess]:
-            message = (
-                "This conversation was stopped because too many conversations were running "
-                f"(limit {self._settings.max_concurrent_conversations}). Start it again to "
-                "resume."
-            )
+        others = sorted((c for c in mine if c is not started), key=lambda c: c.last_active)
+        message = (
+            "This conversation was stopped because too many conversations were running "
+            f"(limit {limit}). Start it again to resume."
+        )
+        for victim in others[:excess]:
+            if victim.conversation_id in self._stopping:
+                continue  # another start's eviction took it meanwhile
             logger.info("evicting %s: over the limit", victim.conversation_id)
             await self._log.append(
                 victim.conversation_id,
@@ -500,7 +549,11 @@ class ConversationManager:
             await self._log.publish_status(
                 victim.conversation_id, status_update("error", TOO_MANY, message)
             )
-            await self._stop(victim.conversation_id, record_stop=True)
+            await self._stop(
+                victim.conversation_id,
+                record_stop=True,
+                wait_seconds=self._settings.stop_timeout_seconds,
+            )
 
     async def _maybe_set_title(
         self, conversation_id: str, text: str, metadata: ConversationMetadata | None = None
@@ -516,7 +569,7 @@ class ConversationManager:
         return resolve_llm(self._settings, user)
 
     async def _on_event(self, running: RunningConversation, event: Event) -> None:
-        await self.metadata_sync.on_event(running.conversation_id, event)
+        self.metadata_sync.note(running.conversation_id, event)  # no I/O on the append path
 
     def _discard(self, running: RunningConversation) -> None:
         if self._running.get(running.conversation_id) is running:
@@ -531,29 +584,6 @@ class ConversationManager:
         except Exception:
             logger.exception("could not record the end of %s", running.conversation_id)
         self.metadata_sync.forget(running.conversation_id)
-
-
-async def _cancel_and_wait(running: RunningConversation, wait_seconds: float) -> None:
-    """Cancel the loop's task and wait (bounded) for it to end, cancelling again while it
-    has not reached its cleanup.
-
-    A single cancel can be lost: on Python 3.11 ``asyncio.wait_for`` inside the task returns
-    its result instead of raising when the result and the cancellation arrive together.
-    """
-    task = running.task
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    while not task.done():
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            logger.warning(
-                "%s did not end within %.0f s of its stop", task.get_name(), wait_seconds
-            )
-            return
-        if not running.ending:
-            task.cancel()
-        await asyncio.wait({task}, timeout=min(0.5, remaining))
 
 
 def check_id(conversation_id: str) -> None:

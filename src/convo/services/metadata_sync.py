@@ -2,14 +2,17 @@
 
 Every stored event moves a conversation's ``last_updated_at``; events that carry
 ``llm_metrics`` move its accumulated cost and token counts. Those fields are collected in
-memory and written with one ``update_fields`` at most every ``interval`` seconds, at every
-agent state change or finish, and when the loop stops (``flush``). A crash loses at most
-``interval`` seconds of these figures, never an event: the events themselves are stored
-one by one before anyone sees them, and the figures can be recomputed from them.
+memory (``note``, no I/O: a loop's append never waits for a metadata write) and written by
+one named task with one ``update_fields`` per conversation at most every ``interval``
+seconds, soon after every agent state change or finish, and when the loop stops (``flush``).
+A crash loses at most ``interval`` seconds of these figures, never an event: the events
+themselves are stored one by one before anyone sees them, and the figures can be recomputed
+from them. A write that fails keeps its fields pending for the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -54,26 +57,65 @@ class MetadataSync:
         self._interval = interval_seconds
         self._pending: dict[str, dict[str, Any]] = {}
         self._last_write: dict[str, float] = {}
+        self._due: set[str] = set()  # to be written as soon as the writer gets to it
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self.writes = 0  # for tests and benchmarks
 
     def pending(self, conversation_id: str) -> dict[str, Any]:
         return dict(self._pending.get(conversation_id, {}))
 
-    async def on_event(self, conversation_id: str, event: Event) -> None:
+    def note(self, conversation_id: str, event: Event) -> None:
+        """Take in a stored event's fields; the writer task writes them when due."""
         self._pending.setdefault(conversation_id, {}).update(fields_from_event(event))
         last = self._last_write.get(conversation_id)
         if _flushes_now(event) or last is None or time.monotonic() - last >= self._interval:
-            await self.flush(conversation_id)
+            self._due.add(conversation_id)
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._write_forever(), name="conversations:metadata")
+
+    async def aclose(self) -> None:
+        """Stop the writer task, then write everything still pending."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush_all()
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush_due()
+
+    async def flush_due(self) -> None:
+        """Write the conversations whose fields are due."""
+        due, self._due = self._due, set()
+        for conversation_id in due:
+            try:
+                await self.flush(conversation_id)
+            except StorageError as exc:
+                logger.warning("could not write the metadata of %s: %s", conversation_id, exc)
 
     async def flush(self, conversation_id: str, **extra: Any) -> None:
         """Write what is pending (plus ``extra`` fields) now; a no-op when nothing is."""
-        fields = {**self._pending.pop(conversation_id, {}), **extra}
+        pending = self._pending.pop(conversation_id, {})
+        fields = {**pending, **extra}
         self._last_write[conversation_id] = time.monotonic()
         if not fields:
             return
         self.writes += 1
-        with contextlib.suppress(RecordNotFound):  # deleted meanwhile
-            await self._store.update_fields(conversation_id, **fields)
+        try:
+            with contextlib.suppress(RecordNotFound):  # deleted meanwhile
+                await self._store.update_fields(conversation_id, **fields)
+        except BaseException:
+            # kept for the next write, under anything newer noted meanwhile
+            self._pending[conversation_id] = {**pending, **self._pending.get(conversation_id, {})}
+            raise
 
     async def flush_all(self) -> None:
         for conversation_id in list(self._pending):
@@ -85,3 +127,4 @@ class MetadataSync:
     def forget(self, conversation_id: str) -> None:
         self._pending.pop(conversation_id, None)
         self._last_write.pop(conversation_id, None)
+        self._due.discard(conversation_id)

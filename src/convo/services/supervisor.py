@@ -34,6 +34,7 @@ from convo.domain.events import Event, EventSource, agent_state_changed, error_o
 from convo.errors import ConvoError, RecordNotFound
 from convo.services.event_log import status_update
 from convo.services.running import RunningConversation
+from convo.services.stopping import StopResult
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Supervised(Protocol):
     async def resume(self, conversation_id: str) -> ConversationStatus | None:
         """Start its loop if it should still run; None when it no longer should."""
 
-    async def stop(self, conversation_id: str) -> bool: ...
+    async def stop(self, conversation_id: str) -> StopResult: ...
 
     async def abandon(
         self,

@@ -27,6 +27,7 @@ from convo.domain.conversation import (
 )
 from convo.errors import ConversationNotFound, ConvoError, ServerShuttingDown
 from convo.services.conversations import ConversationManager, NewConversation
+from convo.services.stopping import StopResult
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
@@ -233,7 +234,7 @@ async def stop_conversation(
             },
         )
     try:
-        was_running = await manager.stop(conversation_id)
+        result = await manager.stop(conversation_id)
     except ConvoError as exc:
         return _error(
             500,
@@ -243,11 +244,22 @@ async def stop_conversation(
                 "message": f"Failed to stop conversation: {exc}",
             },
         )
+    if result is StopResult.STILL_RUNNING:  # OpenHands' failure shape, and the truth
+        return _error(
+            500,
+            {
+                "status": "error",
+                "conversation_id": conversation_id,
+                "message": "Failed to stop conversation: its loop has not ended yet; it is "
+                "still being stopped and will not be resumed",
+                "conversation_status": manager.status(conversation_id),
+            },
+        )
     return ConversationResponse(
         status="ok",
         conversation_id=conversation_id,
         message="Conversation stopped successfully"
-        if was_running
+        if result is StopResult.STOPPED
         else "Conversation was not running",
         conversation_status=manager.status(conversation_id),
     )

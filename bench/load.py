@@ -1,0 +1,294 @@
+"""The API under load: latencies while many conversations run at once.
+
+``python -m bench.load [--count 200] [--steps 20] [--no-postgres]`` (also part of ``make bench``)
+
+One ``convo serve`` per backend (fresh data dir; for PostgreSQL a fresh database), the
+``process`` runtime and the scripted LLM server. ``count`` conversations are created at once,
+each with a message, and each runs ``steps`` agent steps (a shell no-op per step, then
+``finish``). While they run, probes measure what a user would wait for:
+
+- create: ``POST /api/conversations`` of a new conversation without a message (its loop starts
+  and waits for input);
+- start: ``POST /start`` of that conversation after a ``/stop`` (a real launch);
+- list: ``GET /api/conversations`` (first page);
+- ``/alive``.
+
+Every probe sample taken between the first create and the last finish counts; the creates of
+the ``count`` conversations themselves are reported apart ("ramp create"). At the end every
+conversation must have finished with gap-free event ids, or the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import ConvoServer, ScriptedLLMProcess
+from bench.pg import DEFAULT_URL, databases, reachable
+from bench.server_figures import percentile, server_settings
+from convo.llm import scripted_server
+
+PROBES = ("ramp create", "create", "start", "list", "/alive")
+
+
+@dataclass
+class Samples:
+    """Latencies in seconds per probe."""
+
+    values: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PROBES})
+    errors: dict[str, int] = field(default_factory=dict)
+
+    async def timed(self, probe: str, request: Any) -> httpx.Response | None:
+        began = time.perf_counter()
+        try:
+            response: httpx.Response = await request
+        except httpx.HTTPError:
+            self.errors[probe] = self.errors.get(probe, 0) + 1
+            return None
+        self.values[probe].append(time.perf_counter() - began)
+        if response.status_code != 200:
+            self.errors[probe] = self.errors.get(probe, 0) + 1
+        return response
+
+    def summary(self, probe: str) -> tuple[float, float, float, int] | None:
+        """(p50, p99, max) in ms and the sample count."""
+        values = self.values[probe]
+        if not values:
+            return None
+        return (
+            percentile(values, 0.5) * 1000,
+            percentile(values, 0.99) * 1000,
+            max(values) * 1000,
+            len(values),
+        )
+
+
+def _script(steps: int, count: int) -> tuple[list[dict[str, Any]], bool]:
+    """The LLM's script: per conversation when the scripted server can (each conversation
+    runs ``steps`` steps), else one shared script of ``count * steps`` steps."""
+    per_conversation = hasattr(scripted_server, "assistant_turns")
+    total = steps if per_conversation else steps * count
+    return [
+        {"tool": "execute_bash", "arguments": {"command": f": step {i}"}} for i in range(total)
+    ], per_conversation
+
+
+async def _last_event(client: httpx.AsyncClient, conversation_id: str) -> dict[str, Any] | None:
+    response = await client.get(
+        f"/api/conversations/{conversation_id}/events", params={"reverse": True, "limit": 1}
+    )
+    events = response.json().get("events") or []
+    return events[0] if events else None
+
+
+async def _all_events(client: httpx.AsyncClient, conversation_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while True:
+        start = events[-1]["id"] + 1 if events else 0
+        page = (
+            await client.get(
+                f"/api/conversations/{conversation_id}/events",
+                params={"start_id": start, "limit": 100},
+            )
+        ).json()
+        events.extend(page["events"])
+        if not page["has_more"]:
+            return events
+
+
+def _finished(event: dict[str, Any] | None) -> bool:
+    return bool(
+        event
+        and event.get("observation") == "agent_state_changed"
+        and (event.get("extras") or {}).get("agent_state") in ("finished", "error", "stopped")
+    )
+
+
+async def _probe_alive(client: httpx.AsyncClient, samples: Samples, done: asyncio.Event) -> None:
+    while not done.is_set():
+        await samples.timed("/alive", client.get("/alive"))
+        await asyncio.sleep(0.02)
+
+
+async def _probe_list(client: httpx.AsyncClient, samples: Samples, done: asyncio.Event) -> None:
+    while not done.is_set():
+        await samples.timed("list", client.get("/api/conversations", params={"limit": 20}))
+        await asyncio.sleep(0.1)
+
+
+async def _probe_create_start(
+    client: httpx.AsyncClient, samples: Samples, done: asyncio.Event
+) -> None:
+    while not done.is_set():
+        created = await samples.timed("create", client.post("/api/conversations", json={}))
+        if created is not None and created.status_code == 200:
+            cid = created.json()["conversation_id"]
+            await client.post(f"/api/conversations/{cid}/stop")
+            await samples.timed("start", client.post(f"/api/conversations/{cid}/start", json={}))
+            await client.delete(f"/api/conversations/{cid}")
+        await asyncio.sleep(0.2)
+
+
+async def _wait_finished(
+    client: httpx.AsyncClient, ids: list[str], timeout: float
+) -> tuple[set[str], float]:
+    """Poll each unfinished conversation's last event (8 at a time) until all finished."""
+    finished: set[str] = set()
+    gate = asyncio.Semaphore(8)
+    deadline = time.perf_counter() + timeout
+
+    async def check(cid: str) -> None:
+        async with gate:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if _finished(await _last_event(client, cid)):
+                    finished.add(cid)
+
+    while len(finished) < len(ids) and time.perf_counter() < deadline:
+        await asyncio.gather(*(check(c) for c in ids if c not in finished))
+        await asyncio.sleep(0.5)
+    return finished, time.perf_counter()
+
+
+async def run_load(
+    workdir: Path, database_url: str | None, count: int, steps: int, timeout: float = 900
+) -> dict[str, Any]:
+    script, per_conversation = _script(steps, count)
+    llm = await ScriptedLLMProcess(
+        workdir / "llm", script, per_conversation=per_conversation
+    ).start()
+    server = ConvoServer(
+        workdir,
+        server_settings(
+            workdir,
+            database_url,
+            llm_base_url=llm.base_url,
+            max_iterations=steps + 10,
+            max_concurrent_conversations=count + 100,
+        ),
+    )
+    samples = Samples()
+    try:
+        await server.start()
+        limits = httpx.Limits(max_connections=count + 16, max_keepalive_connections=count + 16)
+        async with httpx.AsyncClient(
+            base_url=server.base_url, timeout=120, limits=limits
+        ) as client:
+            done = asyncio.Event()
+            began = time.perf_counter()
+            probes = [
+                asyncio.create_task(_probe_alive(client, samples, done), name="probe:/alive"),
+                asyncio.create_task(_probe_list(client, samples, done), name="probe:list"),
+                asyncio.create_task(
+                    _probe_create_start(client, samples, done), name="probe:create"
+                ),
+            ]
+            try:
+                created = await asyncio.gather(
+                    *(
+                        samples.timed(
+                            "ramp create",
+                            client.post("/api/conversations", json={"initial_user_msg": "go"}),
+                        )
+                        for _ in range(count)
+                    )
+                )
+                ids = [r.json()["conversation_id"] for r in created if r and r.status_code == 200]
+                finished, ended = await _wait_finished(client, ids, timeout)
+            finally:
+                done.set()
+                await asyncio.gather(*probes, return_exceptions=True)
+            problems = [f"{count - len(ids)} creates failed"] if len(ids) < count else []
+            if len(finished) < len(ids):
+                problems.append(f"{len(ids) - len(finished)} did not finish")
+            events = 0
+            for cid in finished:
+                stored = await _all_events(client, cid)
+                events += len(stored)
+                if [e["id"] for e in stored] != list(range(len(stored))):
+                    problems.append(f"{cid}: event ids not gap-free")
+    finally:
+        await server.terminate()
+        await llm.stop()
+    return {
+        "samples": samples,
+        "seconds": ended - began,
+        "events": events,
+        "per_conversation": per_conversation,
+        "problems": problems,
+    }
+
+
+def render(results: dict[str, dict[str, Any]], count: int, steps: int) -> str:
+    lines = [
+        f"load: {count} conversations x {steps} steps at once (scripted LLM, process runtime)",
+        "",
+        "| backend | probe | p50 | p99 | max | samples | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for backend, result in results.items():
+        samples: Samples = result["samples"]
+        for probe in PROBES:
+            figures = samples.summary(probe)
+            if figures is None:
+                lines.append(f"| {backend} | {probe} | - | - | - | 0 | - |")
+                continue
+            p50, p99, worst, n = figures
+            lines.append(
+                f"| {backend} | {probe} | {p50:.1f} ms | {p99:.1f} ms | {worst:.1f} ms | {n} | "
+                f"{samples.errors.get(probe, 0)} |"
+            )
+    for backend, result in results.items():
+        lines.append(
+            f"\n{backend}: all done in {result['seconds']:.1f} s, {result['events']} events "
+            f"({'own script per conversation' if result['per_conversation'] else 'shared script'})"
+        )
+        if result["problems"]:
+            lines.append(f"{backend} PROBLEMS: {'; '.join(result['problems'][:5])}")
+    return "\n".join(lines)
+
+
+async def measure(
+    root: Path, count: int, steps: int, postgres: str | None
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    print(f"load, {count} conversations:", flush=True)
+    began = time.perf_counter()
+    results["SQLite"] = await run_load(root / "load-sqlite", None, count, steps)
+    print(f"  SQLite: {time.perf_counter() - began:.1f} s", flush=True)
+    if postgres and await reachable(postgres):
+        async with databases(postgres) as pool:
+            began = time.perf_counter()
+            results["PostgreSQL"] = await run_load(
+                root / "load-postgres", await pool.new(), count, steps
+            )
+            print(f"  PostgreSQL: {time.perf_counter() - began:.1f} s", flush=True)
+    else:
+        print("  PostgreSQL: not reachable, skipped", flush=True)
+    return results
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="convo-load-") as tmp:
+        postgres = None if args.no_postgres else args.postgres
+        results = await measure(Path(tmp), args.count, args.steps, postgres)
+    print()
+    print(render(results, args.count, args.steps))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--count", type=int, default=200, help="conversations at once")
+    parser.add_argument("--steps", type=int, default=20, help="agent steps each")
+    parser.add_argument("--postgres", default=DEFAULT_URL, help="base URL for fresh databases")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    asyncio.run(main(parser.parse_args()))
