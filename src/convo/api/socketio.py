@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import socketio
 from fastapi import FastAPI
 
+from convo.api.sio_import import server_side
 from convo.config import Settings
 from convo.domain.conversation import ProviderType
 from convo.errors import ConversationNotFound, ConvoError, InvalidConversationId
@@ -61,7 +61,8 @@ class SocketServer:
 
     def __init__(self, app: FastAPI) -> None:
         self._app = app
-        self.sio = socketio.AsyncServer(
+        self._socketio = server_side()
+        self.sio = self._socketio.async_server(
             async_mode="asgi",
             cors_allowed_origins="*",
             max_http_buffer_size=4 * 1024 * 1024,
@@ -75,7 +76,9 @@ class SocketServer:
         self.sio.on("oh_action", self._on_user_action)
 
     def asgi_app(self) -> Any:
-        return socketio.ASGIApp(self.sio, other_asgi_app=self._app, socketio_path="socket.io")
+        return self._socketio.asgi_app(
+            self.sio, other_asgi_app=self._app, socketio_path="socket.io"
+        )
 
     @property
     def connection_count(self) -> int:
@@ -108,12 +111,12 @@ class SocketServer:
             connection = await self._accept(environ, auth)
         except Refused as refused:
             logger.info("socket connection refused: %s", refused)
-            raise socketio.exceptions.ConnectionRefusedError(
+            raise self._socketio.connection_refused(
                 str(refused), {"msg_id": refused.msg_id}
             ) from None
         except Exception:
             logger.exception("socket connect failed")
-            raise socketio.exceptions.ConnectionRefusedError(
+            raise self._socketio.connection_refused(
                 "Could not join the conversation", {"msg_id": "STATUS$ERROR"}
             ) from None
         self._connections[sid] = connection

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from convo.domain.conversation import ProviderToken, ProviderType
 from convo.errors import ConvoError
 
@@ -51,6 +49,8 @@ class ProviderClient:
         raise ProviderUnsupported(f"{self.provider.value} is not supported yet")
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        import httpx  # at the first provider call, not at the server's start
+
         headers = {"Authorization": f"Bearer {self.token.token}", "Accept": "application/json"}
         name = self.provider.value
         try:

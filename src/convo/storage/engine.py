@@ -6,18 +6,21 @@ Dialect quirks of connecting live here; ``sql.py`` gets a ready engine.
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from convo.errors import StorageError
 from convo.storage.at_rest import PRIVATE_DIR_MODE, prepare_database_file
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ def _sqlite_engine(url: str, database: str | None) -> AsyncEngine:
 # --- migrations --------------------------------------------------------------------------
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at the bundled migrations; no ini file needed."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -92,15 +97,55 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _upgrade_to_head(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.upgrade(alembic_config(connection), "head")
+    except CommandError as exc:  # e.g. the database is at a revision we do not know
+        raise StorageError(f"Migrating the database failed: {exc}") from exc
+
+
+_REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=\s*[\"']([^\"']+)[\"']", re.M)
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration's id, read from the version files without importing Alembic;
+    None if they do not form one line (Alembic then decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for name, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            (revisions if name == "revision" else parents).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+async def _at_head(engine: AsyncEngine) -> bool:
+    """Whether the database records the newest migration (a single cheap query)."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    except DBAPIError:  # no version table yet: a new database
+        return False
+    return [row[0] for row in rows] == [head]
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     """Apply every pending migration in one transaction; a no-op when up to date.
 
-    On PostgreSQL a transaction-scoped advisory lock keeps concurrently starting servers
-    from migrating at the same time.
+    A database already at the newest revision costs one query: Alembic (slow to import and
+    to load its scripts) runs only when there is something to do. On PostgreSQL a
+    transaction-scoped advisory lock keeps concurrently starting servers from migrating at
+    the same time.
     """
+    if await _at_head(engine):
+        logger.debug("Database schema is at head")
+        return
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager, contextmanager
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from alembic.util import CommandError
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -391,10 +390,7 @@ class SqlStorage:
     async def migrate(self) -> None:
         """Bring the schema up to date, then seal secrets stored in plain text."""
         with translate_errors("Migrating the database"):
-            try:
-                await upgrade_to_head(self.engine)
-            except CommandError as exc:  # e.g. the database is at a revision we do not know
-                raise StorageError(f"Migrating the database failed: {exc}") from exc
+            await upgrade_to_head(self.engine)
         sealed = await self._settings.seal_plaintext()
         if sealed:
             logger.info("sealed the secrets of %d stored record(s)", sealed)
