@@ -1,6 +1,7 @@
 """The exception tree of convo.
 
     ConvoError
+    ├── AnotherServerRunning         start-up: a data dir or database is taken
     ├── ConversationError            service layer
     │   ├── ConversationNotFound
     │   ├── InvalidConversationId
@@ -31,6 +32,11 @@ from __future__ import annotations
 
 class ConvoError(Exception):
     """Root of every error convo raises on purpose."""
+
+
+# --- start-up ----------------------------------------------------------------------------
+class AnotherServerRunning(ConvoError):
+    """A running server holds this data dir or database; a second one must not start on it."""
 
 
 # --- service layer -----------------------------------------------------------------------

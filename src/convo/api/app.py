@@ -40,6 +40,7 @@ from convo.api.socketio import SocketServer
 from convo.cluster.base import EventBus
 from convo.cluster.local import LocalEventBus
 from convo.config import Settings
+from convo.host_lock import HostLock, describe_this_process
 from convo.llm.base import LLMClientFactory
 from convo.llm.select import LLMClients
 from convo.runtime.base import SandboxFactory
@@ -92,9 +93,21 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare_data_dir(settings.resolved_data_dir())
+        data_dir = settings.resolved_data_dir()
+        prepare_data_dir(data_dir)
+        # One server per data dir and per database: a second one is refused before it can
+        # touch the first one's processes (orphan clean-up) or resume its conversations.
+        holder = describe_this_process()
+        data_dir_lock = HostLock(data_dir / "server.lock", f"the data dir {data_dir}")
+        data_dir_lock.claim(holder)
         storage = chosen.storage or _default_storage(settings)
-        await storage.migrate()
+        try:
+            await storage.claim_single_server(holder)
+            await storage.migrate()
+        except BaseException:
+            await storage.aclose()
+            data_dir_lock.release()
+            raise
         bus = chosen.bus or LocalEventBus()
         if chosen.sandbox_factory is not None:
             sandbox_factory, runtime_warning = chosen.sandbox_factory, None
@@ -128,6 +141,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
             await bus.aclose()
             await llm_clients.aclose()
             await storage.aclose()
+            data_dir_lock.release()
 
     app = FastAPI(title="convo", version=__version__, lifespan=lifespan)
     app.state.settings = settings

@@ -95,6 +95,10 @@ class Storage(Protocol):
     events: EventStore
     settings: SettingsStore
 
+    async def claim_single_server(self, holder: str) -> None:
+        """Hold the backend for this server until ``aclose``, or raise AnotherServerRunning
+        naming the server that holds it (``holder`` is how this one names itself)."""
+
     async def migrate(self) -> None:
         """Bring the schema up to date (idempotent)."""
 

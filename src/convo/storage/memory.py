@@ -180,6 +180,9 @@ class MemoryStorage:
         self.events: EventStore = MemoryEventStore(state)
         self.settings: SettingsStore = MemorySettingsStore(state)
 
+    async def claim_single_server(self, holder: str) -> None:  # noqa: ARG002
+        return None  # nothing outlives this process, so nobody else can hold it
+
     async def migrate(self) -> None:
         return None
 

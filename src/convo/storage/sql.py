@@ -36,6 +36,7 @@ from convo.storage.base import (
 )
 from convo.storage.engine import is_sqlite, make_engine, upgrade_to_head
 from convo.storage.schema import conversations, events, user_secrets, user_settings
+from convo.storage.server_claim import DatabaseClaim, claim_database
 
 logger = logging.getLogger(__name__)
 
@@ -377,6 +378,7 @@ class SqlStorage:
 
     def __init__(self, engine: AsyncEngine, sealer: Sealer | None = None) -> None:
         self.engine = engine
+        self._claim: DatabaseClaim | None = None
         gate = WriteGate(engine)  # one per database: all stores' writers queue together
         self.conversations: ConversationStore = SqlConversationStore(engine, gate)
         self.events: EventStore = SqlEventStore(engine, gate)
@@ -395,5 +397,16 @@ class SqlStorage:
         if sealed:
             logger.info("sealed the secrets of %d stored record(s)", sealed)
 
+    async def claim_single_server(self, holder: str) -> None:
+        """Hold this database for this server until :meth:`aclose`; raises
+        :class:`~convo.errors.AnotherServerRunning` when another server holds it."""
+        with translate_errors("Claiming the database"):
+            self._claim = await claim_database(self.engine, holder)
+
     async def aclose(self) -> None:
-        await self.engine.dispose()
+        try:
+            if self._claim is not None:
+                await self._claim.release()
+                self._claim = None
+        finally:
+            await self.engine.dispose()
