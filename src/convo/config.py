@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         description="How long a stop waits for a loop to end (its sandbox closed) before "
         "answering that it is still stopping.",
     )
+    idempotency_key_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long a create's Idempotency-Key finds the conversation it made; "
+        "after that the key may make a new one.",
+    )
     on_restart: Literal["resume", "stop"] = Field(
         default="resume",
         description="Conversations that were running when the server stopped or crashed: "

@@ -93,6 +93,8 @@ class ConversationMetadata:
     # The agent state of the last stored ``agent_state_changed`` event (None: none yet);
     # the event store keeps it up to date as it appends such an event.
     agent_state: AgentState | None = None
+    # The Idempotency-Key of the create that made it: unique per user while it is kept.
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -22,8 +22,6 @@ import contextlib
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from convo.cluster.base import EventBus
@@ -32,9 +30,7 @@ from convo.domain.conversation import (
     AgentState,
     ConversationMetadata,
     ConversationStatus,
-    ConversationTrigger,
     ProviderType,
-    default_title,
     utcnow,
 )
 from convo.domain.events import (
@@ -44,17 +40,16 @@ from convo.domain.events import (
     agent_state_changed,
     error_observation,
     mask_text,
-    message_action,
 )
-from convo.domain.ids import is_safe_conversation_id, new_conversation_id
 from convo.errors import (
     ConversationNotFound,
-    InvalidConversationId,
     RecordNotFound,
     ServerShuttingDown,
 )
 from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
+from convo.services.conversation_records import ConversationRecords, check_id
+from convo.services.conversation_records import NewConversation as NewConversation  # re-export
 from convo.services.event_log import EventLog, status_update
 from convo.services.keyed_lock import KeyedLock
 from convo.services.metadata_sync import MetadataSync
@@ -62,29 +57,17 @@ from convo.services.orphans import ProcessRegistry
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
 from convo.services.shutdown import stop_gracefully
 from convo.services.stopping import StopResult, cancel_and_wait
-from convo.services.streams import EventFeed, StreamOptions
 from convo.services.supervisor import Supervisor
 from convo.services.user_config import resolve_config, resolve_llm
-from convo.services.user_events import parse_user_event, title_from_text
-from convo.storage.base import ConversationPage, Storage
+from convo.services.user_events import parse_user_event
+from convo.storage.base import Storage
 
 logger = logging.getLogger(__name__)
 
 TOO_MANY = "AGENT_ERROR$TOO_MANY_CONVERSATIONS"
 
 
-@dataclass(frozen=True)
-class NewConversation:
-    initial_user_msg: str | None = None
-    image_urls: list[str] | None = None
-    repository: str | None = None
-    selected_branch: str | None = None
-    git_provider: ProviderType | None = None
-    conversation_instructions: str | None = None
-    trigger: ConversationTrigger = ConversationTrigger.GUI
-
-
-class ConversationManager:
+class ConversationManager(ConversationRecords):
     def __init__(
         self,
         *,
@@ -94,9 +77,7 @@ class ConversationManager:
         sandbox_factory: SandboxFactory,
         llm_factory: LLMClientFactory,
     ) -> None:
-        self._settings = settings
-        self._storage = storage
-        self._log = EventLog(storage.events, bus)
+        super().__init__(settings, storage, EventLog(storage.events, bus))
         self._running: dict[str, RunningConversation] = {}
         # conversation id -> resolved when its stop (including the STOPPED event) is done
         self._stopping: dict[str, asyncio.Future[StopResult]] = {}
@@ -163,19 +144,6 @@ class ConversationManager:
         await stop_gracefully(list(self._running.values()), stop, grace)
         await self.metadata_sync.aclose()
 
-    @property
-    def event_log(self) -> EventLog:
-        """For tests and tools; the API goes through the methods below."""
-        return self._log
-
-    @property
-    def storage(self) -> Storage:
-        """For tests and tools; the API goes through the methods below."""
-        return self._storage
-
-    def workspace_path(self, conversation_id: str) -> Path:
-        return self._settings.workspaces_dir() / conversation_id
-
     # --- queries -----------------------------------------------------------------------
     def status(self, conversation_id: str) -> ConversationStatus:
         running = self._running.get(conversation_id)
@@ -196,68 +164,6 @@ class ConversationManager:
 
     def num_connections(self, conversation_id: str) -> int:
         return self._log.bus.subscriber_count(conversation_id)
-
-    async def get_metadata(self, conversation_id: str) -> ConversationMetadata:
-        check_id(conversation_id)
-        try:
-            return await self._storage.conversations.get(conversation_id)
-        except RecordNotFound:
-            raise ConversationNotFound(conversation_id) from None
-
-    async def events(
-        self,
-        conversation_id: str,
-        *,
-        start_id: int = 0,
-        end_id: int | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> list[Event]:
-        """Stored events with start_id <= id <= end_id (descending when ``reverse``);
-        ConversationNotFound for an unknown conversation."""
-        await self.get_metadata(conversation_id)
-        return await self._storage.events.list(
-            conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit
-        )
-
-    def open_feed(self, conversation_id: str, after_id: int, options: StreamOptions) -> EventFeed:
-        """A feed of the conversation's events after ``after_id``, then live ones; already
-        subscribed (so counted in ``num_connections``). The caller closes it."""
-        feed = EventFeed(
-            self._storage.events,
-            self._log.bus,
-            conversation_id,
-            after_id,
-            page_size=options.page_size,
-            max_queue=options.max_queue,
-        )
-        feed.open()
-        return feed
-
-    async def search(
-        self,
-        user_id: str | None,
-        *,
-        limit: int = 20,
-        page_id: str | None = None,
-        selected_repository: str | None = None,
-        trigger: ConversationTrigger | None = None,
-    ) -> ConversationPage:
-        """The user's conversations, newest first."""
-        return await self._storage.conversations.search(
-            user_id,
-            limit=limit,
-            page_id=page_id,
-            selected_repository=selected_repository,
-            trigger=trigger,
-        )
-
-    async def llm_configured(self, user_id: str | None) -> bool:
-        """Whether a model is set, on the server or in the user's settings."""
-        if self._settings.llm_model:
-            return True
-        stored = await self._storage.settings.load_settings(user_id)
-        return bool(stored and stored.llm_model)
 
     # --- for the supervisor ------------------------------------------------------------
     async def kill_leftovers(self) -> None:
@@ -283,36 +189,6 @@ class ConversationManager:
         await self.metadata_sync.flush_all()
 
     # --- commands ----------------------------------------------------------------------
-    async def create(self, user_id: str | None, request: NewConversation) -> str:
-        if self._closing:
-            raise ServerShuttingDown
-        conversation_id = new_conversation_id()
-        await self._storage.conversations.create(
-            ConversationMetadata(
-                conversation_id=conversation_id,
-                user_id=user_id,
-                selected_repository=request.repository,
-                selected_branch=request.selected_branch,
-                git_provider=request.git_provider,
-                trigger=request.trigger,
-                conversation_instructions=request.conversation_instructions,
-                llm_model=self._settings.llm_model,
-            )
-        )
-        if request.initial_user_msg:
-            secrets = await self._stored_secret_values(user_id)
-            await self._log.append(
-                conversation_id,
-                message_action(
-                    request.initial_user_msg, EventSource.USER, image_urls=request.image_urls
-                ),
-                secrets,
-            )
-            await self._maybe_set_title(
-                conversation_id, mask_text(request.initial_user_msg, secrets)
-            )
-        return conversation_id
-
     async def start(
         self,
         conversation_id: str,
@@ -463,27 +339,7 @@ class ConversationManager:
             await self.start(conversation_id, metadata.user_id)
         return stored
 
-    async def update_title(self, conversation_id: str, title: str) -> None:
-        await self.get_metadata(conversation_id)
-        await self._storage.conversations.update_fields(
-            conversation_id, title=title, last_updated_at=utcnow()
-        )
-        await self._log.publish_status(
-            conversation_id,
-            status_update("info", "", conversation_id, conversation_title=title),
-        )
-
     # --- internals ---------------------------------------------------------------------
-    async def _stored_secret_values(self, user_id: str | None) -> list[str]:
-        """What to mask in an event stored while no loop runs (every stored token)."""
-        config = resolve_config(
-            self._settings,
-            await self._storage.settings.load_settings(user_id),
-            await self._storage.settings.load_secrets(user_id),
-            None,
-        )
-        return config.secret_values()
-
     async def _stop(
         self, conversation_id: str, *, record_stop: bool, wait_seconds: float
     ) -> StopResult:
@@ -555,14 +411,6 @@ class ConversationManager:
                 wait_seconds=self._settings.stop_timeout_seconds,
             )
 
-    async def _maybe_set_title(
-        self, conversation_id: str, text: str, metadata: ConversationMetadata | None = None
-    ) -> None:
-        metadata = metadata or await self.get_metadata(conversation_id)
-        title = title_from_text(text)
-        if metadata.title == default_title(conversation_id) and title:
-            await self.update_title(conversation_id, title)
-
     async def _current_llm_config(self, running: RunningConversation) -> LLMConfig | None:
         """The user's LLM settings as saved now: a change reaches the next LLM call."""
         user = await self._storage.settings.load_settings(running.user_id)
@@ -584,8 +432,3 @@ class ConversationManager:
         except Exception:
             logger.exception("could not record the end of %s", running.conversation_id)
         self.metadata_sync.forget(running.conversation_id)
-
-
-def check_id(conversation_id: str) -> None:
-    if not is_safe_conversation_id(conversation_id):
-        raise InvalidConversationId(conversation_id)

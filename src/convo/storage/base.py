@@ -57,6 +57,12 @@ class ConversationStore(Protocol):
     async def count(self, user_id: str | None) -> int:
         """How many conversations the user has."""
 
+    async def find_by_idempotency_key(
+        self, user_id: str | None, idempotency_key: str
+    ) -> ConversationMetadata | None:
+        """The user's conversation created with this key, if any. ``create`` refuses a
+        second one with the same key (StorageError)."""
+
 
 class EventStore(Protocol):
     async def append(self, conversation_id: str, event: Event) -> Event:

@@ -121,6 +121,7 @@ def metadata_from_row(row: Row) -> ConversationMetadata:
         desired_running=bool(row["desired_running"]),
         providers_set=_providers(row["providers_set"]),
         agent_state=_agent_state(row["agent_state"]),
+        idempotency_key=row["idempotency_key"],
     )
 
 

@@ -49,6 +49,9 @@ class MemoryConversationStore:
     async def create(self, metadata: ConversationMetadata) -> None:
         if metadata.conversation_id in self._state.conversations:
             raise StorageError(f"Conversation {metadata.conversation_id} already exists")
+        key = metadata.idempotency_key
+        if key is not None and self._with_key(metadata.user_id, key) is not None:
+            raise StorageError("A conversation with this idempotency key exists")
         self._state.conversations[metadata.conversation_id] = codec.metadata_to_row(metadata)
         self._state.events[metadata.conversation_id] = []
 
@@ -107,6 +110,19 @@ class MemoryConversationStore:
     async def count(self, user_id: str | None) -> int:
         key = codec.user_key(user_id)
         return sum(1 for row in self._state.conversations.values() if row["user_id"] == key)
+
+    def _with_key(self, user_id: str | None, idempotency_key: str) -> dict[str, Any] | None:
+        user = codec.user_key(user_id)
+        for row in self._state.conversations.values():
+            if row["user_id"] == user and row["idempotency_key"] == idempotency_key:
+                return row
+        return None
+
+    async def find_by_idempotency_key(
+        self, user_id: str | None, idempotency_key: str
+    ) -> ConversationMetadata | None:
+        row = self._with_key(user_id, idempotency_key)
+        return None if row is None else codec.metadata_from_row(copy.deepcopy(row))
 
     async def list_desired_running(self) -> list[ConversationMetadata]:
         rows = [row for row in self._state.conversations.values() if row["desired_running"]]

@@ -80,10 +80,13 @@ conversations = Table(
     Column("providers_set", JSON, nullable=True),
     # AgentState of the last agent_state_changed event, set by EventStore.append.
     Column("agent_state", String(32), nullable=True),
+    # The Idempotency-Key header of the create that made it (None: none given).
+    Column("idempotency_key", String(255), nullable=True),
     # The id the next appended event gets; only EventStore.append moves it.
     Column("next_event_id", Integer, nullable=False, server_default="0"),
     Index(None, "user_id", "created_at"),
     Index(None, "desired_running"),
+    Index(None, "user_id", "idempotency_key", unique=True),
 )
 
 events = Table(

@@ -197,6 +197,18 @@ class SqlConversationStore:
             async with self._engine.connect() as conn:
                 return int((await conn.execute(stmt)).scalar_one())
 
+    async def find_by_idempotency_key(
+        self, user_id: str | None, idempotency_key: str
+    ) -> ConversationMetadata | None:
+        stmt = select(conversations).where(
+            conversations.c.user_id == codec.user_key(user_id),
+            conversations.c.idempotency_key == idempotency_key,
+        )
+        with translate_errors("Finding a conversation by its idempotency key"):
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(stmt)).mappings().first()
+        return None if row is None else codec.metadata_from_row(row)
+
     async def list_desired_running(self) -> list[ConversationMetadata]:
         stmt = (
             select(conversations)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse
 
 from convo.api.deps import ManagerDep, UserIdDep
@@ -108,9 +108,24 @@ async def _start(
     )
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="A retried create with the same key returns the conversation the first "
+        "one made instead of making another (per user, for CONVO_IDEMPOTENCY_KEY_SECONDS).",
+    ),
+]
+
+
 @router.post("", response_model=ConversationResponse)
 async def new_conversation(
-    body: CreateConversationRequest, manager: ManagerDep, user_id: UserIdDep
+    body: CreateConversationRequest,
+    manager: ManagerDep,
+    user_id: UserIdDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> ConversationResponse | JSONResponse:
     if not await manager.llm_configured(user_id):
         return _error(
@@ -139,6 +154,7 @@ async def new_conversation(
             conversation_instructions=body.conversation_instructions,
             trigger=trigger,
         ),
+        idempotency_key,
     )
     return await _start(manager, conversation_id, user_id)
 

@@ -1,0 +1,229 @@
+"""ConversationRecords: a conversation's stored side, as the API and the manager reach it.
+
+Creating a conversation (with an optional idempotency key: a retried create finds the
+conversation the first one made, per user, for ``CONVO_IDEMPOTENCY_KEY_SECONDS``), reading
+its metadata and events, following its events (``open_feed``), listing a user's
+conversations and renaming one. The ConversationManager adds the running loops on top; the
+API goes through these methods, never through the storage or the event bus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from convo.config import Settings
+from convo.domain.conversation import (
+    ConversationMetadata,
+    ConversationTrigger,
+    ProviderType,
+    default_title,
+    utcnow,
+)
+from convo.domain.events import Event, EventSource, mask_text, message_action
+from convo.domain.ids import is_safe_conversation_id, new_conversation_id
+from convo.errors import (
+    ConversationNotFound,
+    InvalidConversationId,
+    RecordNotFound,
+    StorageError,
+)
+from convo.services.event_log import EventLog, status_update
+from convo.services.keyed_lock import KeyedLock
+from convo.services.streams import EventFeed, StreamOptions
+from convo.services.user_config import resolve_config
+from convo.services.user_events import title_from_text
+from convo.storage.base import ConversationPage, Storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewConversation:
+    initial_user_msg: str | None = None
+    image_urls: list[str] | None = None
+    repository: str | None = None
+    selected_branch: str | None = None
+    git_provider: ProviderType | None = None
+    conversation_instructions: str | None = None
+    trigger: ConversationTrigger = ConversationTrigger.GUI
+
+
+class ConversationRecords:
+    def __init__(self, settings: Settings, storage: Storage, log: EventLog) -> None:
+        self._settings = settings
+        self._storage = storage
+        self._log = log
+        self._creates = KeyedLock()  # per user and idempotency key
+
+    @property
+    def event_log(self) -> EventLog:
+        """For tests and tools; the API goes through the methods below."""
+        return self._log
+
+    @property
+    def storage(self) -> Storage:
+        """For tests and tools; the API goes through the methods below."""
+        return self._storage
+
+    def workspace_path(self, conversation_id: str) -> Path:
+        return self._settings.workspaces_dir() / conversation_id
+
+    async def get_metadata(self, conversation_id: str) -> ConversationMetadata:
+        check_id(conversation_id)
+        try:
+            return await self._storage.conversations.get(conversation_id)
+        except RecordNotFound:
+            raise ConversationNotFound(conversation_id) from None
+
+    async def events(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Stored events with start_id <= id <= end_id (descending when ``reverse``);
+        ConversationNotFound for an unknown conversation."""
+        await self.get_metadata(conversation_id)
+        return await self._storage.events.list(
+            conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit
+        )
+
+    def open_feed(self, conversation_id: str, after_id: int, options: StreamOptions) -> EventFeed:
+        """A feed of the conversation's events after ``after_id``, then live ones; already
+        subscribed (so counted in ``num_connections``). The caller closes it."""
+        feed = EventFeed(
+            self._storage.events,
+            self._log.bus,
+            conversation_id,
+            after_id,
+            page_size=options.page_size,
+            max_queue=options.max_queue,
+        )
+        feed.open()
+        return feed
+
+    async def search(
+        self,
+        user_id: str | None,
+        *,
+        limit: int = 20,
+        page_id: str | None = None,
+        selected_repository: str | None = None,
+        trigger: ConversationTrigger | None = None,
+    ) -> ConversationPage:
+        """The user's conversations, newest first."""
+        return await self._storage.conversations.search(
+            user_id,
+            limit=limit,
+            page_id=page_id,
+            selected_repository=selected_repository,
+            trigger=trigger,
+        )
+
+    async def llm_configured(self, user_id: str | None) -> bool:
+        """Whether a model is set, on the server or in the user's settings."""
+        if self._settings.llm_model:
+            return True
+        stored = await self._storage.settings.load_settings(user_id)
+        return bool(stored and stored.llm_model)
+
+    async def create(
+        self,
+        user_id: str | None,
+        request: NewConversation,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Store a new conversation (and its first message); its id. With an idempotency key
+        the user's conversation made with the same key, while kept, is returned instead."""
+        if idempotency_key is None:
+            return await self._create(user_id, request, None)
+        async with self._creates.hold(f"{user_id or ''}\n{idempotency_key}"):
+            conversations = self._storage.conversations
+            existing = await conversations.find_by_idempotency_key(user_id, idempotency_key)
+            if existing is not None:
+                kept = timedelta(seconds=self._settings.idempotency_key_seconds)
+                if utcnow() - existing.created_at < kept:
+                    return existing.conversation_id
+                # expired: the key may make a new conversation
+                await conversations.update_fields(existing.conversation_id, idempotency_key=None)
+            try:
+                return await self._create(user_id, request, idempotency_key)
+            except StorageError:  # another server made it meanwhile (the key is unique)
+                existing = await conversations.find_by_idempotency_key(user_id, idempotency_key)
+                if existing is None:
+                    raise
+                return existing.conversation_id
+
+    async def _create(
+        self, user_id: str | None, request: NewConversation, idempotency_key: str | None
+    ) -> str:
+        conversation_id = new_conversation_id()
+        message = request.initial_user_msg
+        secrets = await self._stored_secret_values(user_id) if message else []
+        title = title_from_text(mask_text(message, secrets)) if message else ""
+        await self._storage.conversations.create(
+            ConversationMetadata(
+                conversation_id=conversation_id,
+                user_id=user_id,
+                title=title,
+                selected_repository=request.repository,
+                selected_branch=request.selected_branch,
+                git_provider=request.git_provider,
+                trigger=request.trigger,
+                conversation_instructions=request.conversation_instructions,
+                llm_model=self._settings.llm_model,
+                idempotency_key=idempotency_key,
+            )
+        )
+        if message:
+            try:
+                await self._log.append(
+                    conversation_id,
+                    message_action(message, EventSource.USER, image_urls=request.image_urls),
+                    secrets,
+                )
+            except BaseException:  # a retried create must not find it without its message
+                with contextlib.suppress(Exception):
+                    await self._storage.conversations.delete(conversation_id)
+                raise
+        return conversation_id
+
+    async def update_title(self, conversation_id: str, title: str) -> None:
+        await self.get_metadata(conversation_id)
+        await self._storage.conversations.update_fields(
+            conversation_id, title=title, last_updated_at=utcnow()
+        )
+        await self._log.publish_status(
+            conversation_id,
+            status_update("info", "", conversation_id, conversation_title=title),
+        )
+
+    async def _stored_secret_values(self, user_id: str | None) -> list[str]:
+        """What to mask in an event stored while no loop runs (every stored token)."""
+        config = resolve_config(
+            self._settings,
+            await self._storage.settings.load_settings(user_id),
+            await self._storage.settings.load_secrets(user_id),
+            None,
+        )
+        return config.secret_values()
+
+    async def _maybe_set_title(
+        self, conversation_id: str, text: str, metadata: ConversationMetadata | None = None
+    ) -> None:
+        metadata = metadata or await self.get_metadata(conversation_id)
+        title = title_from_text(text)
+        if metadata.title == default_title(conversation_id) and title:
+            await self.update_title(conversation_id, title)
+
+
+def check_id(conversation_id: str) -> None:
+    if not is_safe_conversation_id(conversation_id):
+        raise InvalidConversationId(conversation_id)
