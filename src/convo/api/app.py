@@ -34,6 +34,7 @@ from convo.api.routes import (
     secrets,
     stream,
     user,
+    web,
 )
 from convo.api.routes import settings as settings_routes
 from convo.api.socketio import SocketServer
@@ -149,6 +150,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     app.state.socket_server = SocketServer(app)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(web.router)  # the page itself is open; the /api calls it makes are not
     auth = [Depends(require_session_key)]
     for router in (
         conversations.router,
