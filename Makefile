@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test install system-deps lint typecheck pytest bench
+.PHONY: serve test install system-deps test-deps lint typecheck pytest bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(BIN)/.installed
 system-deps:
 	@sh scripts/system-deps.sh
 
+test-deps:
+	@sh scripts/system-deps.sh test
+
 serve: install system-deps
 	$(BIN)/convo serve
 
@@ -26,7 +29,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install system-deps
+pytest: install test-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest

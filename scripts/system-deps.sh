@@ -1,14 +1,21 @@
 #!/bin/sh
-# Installs the system packages convo's sandbox needs (bubblewrap), when missing and when we can.
+# Installs the system packages convo needs, when missing and when we can (root with apt):
+# bubblewrap (the sandbox for agent commands); with the argument "test", also chromium
+# (the web page's tests drive Debian's Chromium).
 set -eu
-if command -v bwrap >/dev/null 2>&1; then
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then missing="$missing chromium"; fi
+if [ -z "$missing" ]; then
   exit 0
 fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing bubblewrap (the sandbox for agent commands)"
+  echo "installing$missing (the sandbox for agent commands; the browser of the page's tests)"
   apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 else
-  echo "warning: bubblewrap (bwrap) is not installed; install it to sandbox agent commands" >&2
-  echo "         (Debian/Ubuntu: sudo apt-get install bubblewrap)" >&2
+  echo "warning: missing$missing; install them to sandbox agent commands (bubblewrap)" >&2
+  echo "         and to run the web page's tests (chromium)" >&2
+  echo "         (Debian/Ubuntu: sudo apt-get install$missing)" >&2
 fi
