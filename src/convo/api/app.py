@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from convo import __version__
 from convo.api.deps import require_session_key
 from convo.api.errors import install_error_handlers
+from convo.api.input_guard import InputGuard
 from convo.api.routes import (
     conversation_extras,
     conversations,
@@ -149,6 +150,11 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     app.state.stream_options = chosen.stream_options or StreamOptions()
     app.state.socket_server = SocketServer(app)
     install_error_handlers(app)
+    app.add_middleware(
+        InputGuard,
+        max_request_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.include_router(health.router)
     app.include_router(web.router)  # the page itself is open; the /api calls it makes are not
     auth = [Depends(require_session_key)]

@@ -12,6 +12,7 @@ from convo.errors import (
     ConvoError,
     InvalidConversationId,
     LLMError,
+    RecordNotFound,
     SandboxError,
     ServerShuttingDown,
     StorageError,
@@ -26,6 +27,8 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (UnsupportedUserAction, 400),
     (LLMError, 502),
     (SandboxError, 500),
+    # a row gone mid-request: a conversation deleted while a start or message used it
+    (RecordNotFound, 404),
     (StorageError, 503),
     (ServerShuttingDown, 503),
 ]

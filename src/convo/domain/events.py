@@ -5,16 +5,23 @@ An event is either an action (``action`` + ``args``) or an observation (``observ
 ``id`` from 0; an event not yet stored has ``id == -1``. Events are immutable once built.
 
 Rule: an event stored by any version of convo always loads; fields are only ever added.
+
+Whatever the LLM or a command sends, an event holds only what JSON and every store can carry
+and every client can decode: a NUL or a lone UTF-16 surrogate in a string (in keys too)
+becomes U+FFFD, a NaN or infinite number becomes null. This holds for events built now and
+for events loaded from storage (an older version may have stored such a value).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from convo.domain.conversation import AgentState
 
@@ -76,6 +83,11 @@ class Event(BaseModel):
     tool_call_metadata: dict[str, Any] | None = None
     llm_metrics: dict[str, Any] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return storable(data) if isinstance(data, dict) else data
+
     @property
     def is_action(self) -> bool:
         return self.action is not None
@@ -91,6 +103,40 @@ class Event(BaseModel):
     def stored(self, event_id: int, timestamp: str | None = None) -> Event:
         """A copy carrying the id (and timestamp) storage gave it."""
         return self.model_copy(update={"id": event_id, "timestamp": timestamp or self.timestamp})
+
+
+# --- what an event may hold --------------------------------------------------------------
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def _unstorable(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")  # fails only on a surrogate
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every unstorable piece replaced (the same object when none is)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(REPLACEMENT, value) if _unstorable(value) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        pairs = [(k, v, storable(k), storable(v)) for k, v in value.items()]
+        if all(k is ck and v is cv for k, v, ck, cv in pairs):
+            return value
+        return {ck: cv for _k, _v, ck, cv in pairs}
+    if isinstance(value, list):
+        items = [storable(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 # --- constructors ------------------------------------------------------------------------
