@@ -29,6 +29,7 @@ from convo.errors import (
     ConversationNotFound,
     InvalidConversationId,
     RecordNotFound,
+    ServerShuttingDown,
     StorageError,
 )
 from convo.services.event_log import EventLog, status_update
@@ -58,6 +59,7 @@ class ConversationRecords:
         self._storage = storage
         self._log = log
         self._creates = KeyedLock()  # per user and idempotency key
+        self._closing = False  # the server shuts down: create nothing
 
     @property
     def event_log(self) -> EventLog:
@@ -142,6 +144,8 @@ class ConversationRecords:
     ) -> str:
         """Store a new conversation (and its first message); its id. With an idempotency key
         the user's conversation made with the same key, while kept, is returned instead."""
+        if self._closing:
+            raise ServerShuttingDown
         if idempotency_key is None:
             return await self._create(user_id, request, None)
         async with self._creates.hold(f"{user_id or ''}\n{idempotency_key}"):

@@ -85,7 +85,6 @@ class ConversationManager(ConversationRecords):
         self._starts = 0  # starts between their closing check and their registration
         self._no_starts = asyncio.Event()
         self._no_starts.set()
-        self._closing = False
         self._shutdown_task: asyncio.Task[None] | None = None
         self.metadata_sync = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
         self.processes = ProcessRegistry(settings.resolved_data_dir() / "run")
