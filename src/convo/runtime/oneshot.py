@@ -59,6 +59,7 @@ async def run_once(
     reading = asyncio.gather(
         _read(process.stdout, max_output_bytes), _read(process.stderr, _STDERR_BYTES)
     )
+    reading.add_done_callback(lambda done: done.cancelled() or done.exception())
     timed_out = False
     try:
         (stdout, truncated), (stderr, _) = await asyncio.wait_for(reading, timeout)
@@ -66,6 +67,7 @@ async def run_once(
         timed_out, stdout, stderr, truncated = True, b"", b"", False
     finally:
         _kill_group(process.pid)  # whatever it left behind; a no-op once all is gone
+        reading.cancel()
         await process.wait()
     if timed_out:
         return ExecResult(-1, stdout, stderr, timed_out=True)

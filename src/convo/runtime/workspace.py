@@ -317,9 +317,11 @@ class Workspace:
                     fd = os.open(entry.name, _READ_FLAGS, dir_fd=dir_fd)
                 except OSError:
                     continue  # a symlink, a FIFO or gone
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a directory
+                    os.close(fd)
+                    continue
                 with os.fdopen(fd, "rb") as handle:
-                    if stat.S_ISREG(os.fstat(fd).st_mode):
-                        yield prefix + entry.name, handle
+                    yield prefix + entry.name, handle
 
     # --- changes ---------------------------------------------------------------------------
     def write(self, path: str, source: bytes | BinaryIO, *, exclusive: bool = False) -> str:

@@ -22,7 +22,7 @@ import asyncio
 import errno
 from dataclasses import dataclass
 
-from convo.errors import SandboxError
+from convo.errors import PathOutsideWorkspace, SandboxError
 from convo.runtime.base import ExecResult, Sandbox
 from convo.runtime.workspace import Workspace
 from convo.services.workspace_files import (
@@ -78,13 +78,20 @@ async def _git(sandbox: Sandbox, repo: Repository, *args: str) -> ExecResult:
         raise GitFailed(f"git could not run in the sandbox: {exc}") from exc
 
 
+def _has_git(workspace: Workspace, directory: str) -> bool:
+    try:
+        return workspace.lexists(f"{directory}.git")
+    except (OSError, PathOutsideWorkspace):  # the agent swapped the directory meanwhile
+        return False
+
+
 def find_repositories(workspace: Workspace) -> list[Repository]:
-    if workspace.lexists(".git"):
+    if _has_git(workspace, ""):
         return [Repository("")]
     return [
         Repository(f"{entry.name}/")
         for entry in workspace.list_dir("")
-        if entry.is_dir and workspace.lexists(f"{entry.name}/.git")
+        if entry.is_dir and _has_git(workspace, f"{entry.name}/")
     ]
 
 
@@ -135,7 +142,8 @@ async def git_changes(sandbox: Sandbox) -> list[dict[str, str]]:
         if result.exit_code != 0:
             where = repo.prefix or "the workspace"
             detail = "timed out" if result.timed_out else "failed"
-            raise GitFailed(f"git status {detail} in {where}")
+            reason = result.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise GitFailed(f"git status {detail} in {where}: {reason}")
         changes.extend(parse_porcelain(result.stdout, repo.prefix))
     return changes
 

@@ -32,6 +32,7 @@ from convo.services.workspace_files import (
     list_entries,
     read_text,
     save_upload,
+    translate,
     zip_workspace,
 )
 
@@ -47,10 +48,12 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (FileTooLarge, 413),
     (GitFailed, 500),
 ]
-_HANDLED = (ConvoError,)
+_HANDLED = (ConvoError, OSError)
 
 
-def _error(exc: ConvoError) -> JSONResponse:
+def _error(exc: ConvoError | OSError) -> JSONResponse:
+    if isinstance(exc, OSError):  # of the workspace walk: a race with the agent, or missing
+        exc = translate(exc, exc.filename or "the path")
     code = next((c for cls, c in _STATUS if isinstance(exc, cls)), 400)
     return JSONResponse({"error": str(exc), "detail": str(exc)}, status_code=code)
 
