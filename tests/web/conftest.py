@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from bench.harness import ConvoServer, ScriptedLLMProcess
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -33,6 +33,10 @@ CHROMIUM_ARGS = [
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # CONVO_UPDATE_SCREENSHOTS=1: the tests also write their screenshots to docs/screenshots/.
 UPDATE_SCREENSHOTS = os.environ.get("CONVO_UPDATE_SCREENSHOTS") == "1"
+
+# a loaded two-core machine runs the server, the LLM, the browser and other tests at once:
+# every wait on the page is bounded by this, not by Playwright's 5 s default
+expect.set_options(timeout=30_000)
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

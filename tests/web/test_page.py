@@ -106,12 +106,19 @@ async def test_start_a_task_follow_it_live_and_stop_it(
     await expect(page.locator("#conversation-status")).to_have_text("STOPPED")
     await expect(page.locator("#conversation-agent-state")).to_have_text("stopped")
     await expect(page.locator("#conversation-start")).to_be_visible()
+    await page.click("#conversation-start")  # on again: it waits for the next message
+    await expect(page.locator("#conversation-status")).to_have_text("RUNNING")
+    await expect(page.locator("#conversation-agent-state")).to_have_text("waiting for you")
+    await page.fill("#message", "Wrap up")
+    await page.click("#send-message button[type=submit]")
+    await expect(events.locator(".message.finish")).to_contain_text("Nothing left to do.")
+    await expect(page.locator("#conversation-agent-state")).to_have_text("finished")
 
     # the server agrees
     cid = page.url.rsplit("/", 1)[1]
     async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as client:
         info = (await client.get(f"/api/conversations/{cid}")).json()
-    assert (info["status"], info["agent_state"]) == ("STOPPED", "stopped")
+    assert (info["status"], info["agent_state"]) == ("RUNNING", "finished")
 
     # delete: gone from the list
     page.once("dialog", lambda dialog: dialog.accept())
@@ -122,7 +129,9 @@ async def test_start_a_task_follow_it_live_and_stop_it(
 
 
 async def test_settings_form_saves_the_llm_settings(convo: Any, open_page: Any) -> None:
-    served = await convo([])
+    """The form shows and saves the settings; with confirmation on, the next task's command
+    waits until it is allowed from the page."""
+    served = await convo([{"tool": "execute_bash", "arguments": {"command": "echo confirmed it"}}])
     page, console = await open_page(DESKTOP)
     await page.goto(served.base_url + "/#/settings")
     form = page.locator("#settings-form")
@@ -139,6 +148,23 @@ async def test_settings_form_saves_the_llm_settings(convo: Any, open_page: Any) 
         saved = (await client.get("/api/settings")).json()
     assert saved["llm_model"] == "openai/another-model" and saved["llm_api_key_set"]
     assert "sk-new-key-123456" not in await page.content()  # the field was emptied
+
+    await form.locator("input[name=llm_model]").fill("openai/scripted")
+    await form.locator("input[name=confirmation_mode]").check()
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("#settings-result")).to_contain_text("Saved")
+    await _start_task(page, "Say something in the shell")
+    events = page.locator("#events")
+    await expect(page.locator("#confirmation")).to_be_visible()
+    await expect(events.locator(".step.run .label")).to_have_text(
+        "Command (waiting for your confirmation)"
+    )
+    assert await events.locator("pre.stdout").count() == 0  # not run yet
+    await page.click("#confirm-yes")
+    await expect(events.locator(".step.run .label")).to_have_text("Command (allowed)")
+    await expect(events.locator("pre.stdout")).to_have_text("confirmed it")
+    await expect(page.locator("#confirmation")).to_be_hidden()
+    assert await events.locator(".step.run").count() == 1  # one node for both copies
     assert console.errors == []
 
 

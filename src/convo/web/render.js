@@ -135,12 +135,49 @@ function renderObservation(event) {
   }
 }
 
-// Renders one stored event into the list; returns the node added, or null.
+const CONFIRMATION_LABELS = {
+  awaiting_confirmation: "waiting for your confirmation",
+  confirmed: "allowed",
+  rejected: "rejected",
+};
+
+function toolCallId(event) {
+  const meta = event.tool_call_metadata;
+  return meta && typeof meta.tool_call_id === "string" ? meta.tool_call_id : "";
+}
+
+// In confirmation mode an action is stored twice: waiting, then allowed or rejected. The
+// decision updates the waiting action's node (found by its tool call) instead of adding one.
+function decidedAction(list, event, decision) {
+  const callId = toolCallId(event);
+  if (!callId) return null;
+  const node = [...list.children].find((li) => li.dataset.toolCall === callId);
+  if (!node) return null;
+  node.dataset.eventId = String(event.id); // its result answers this copy
+  const label = node.querySelector(".label");
+  if (label) label.textContent = `${label.dataset.base} (${CONFIRMATION_LABELS[decision]})`;
+  return node;
+}
+
+// Renders one stored event into the list; returns the node added or updated, or null.
 export function appendEvent(list, event) {
   if (event.action) {
     if (HIDDEN_ACTIONS.has(event.action)) return null;
+    const decision = event.args && event.args.confirmation_state;
+    if (decision === "confirmed" || decision === "rejected") {
+      const decided = decidedAction(list, event, decision);
+      if (decided) return decided;
+    }
     const node = renderAction(event);
     node.dataset.eventId = String(event.id);
+    const label = node.querySelector(".label");
+    if (label) {
+      label.dataset.base = label.textContent;
+      if (CONFIRMATION_LABELS[decision]) {
+        label.textContent = `${label.textContent} (${CONFIRMATION_LABELS[decision]})`;
+      }
+    }
+    if (toolCallId(event)) node.dataset.toolCall = toolCallId(event);
     list.append(node);
     return node;
   }
