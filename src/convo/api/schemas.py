@@ -81,6 +81,28 @@ class EventPage(BaseModel):
     has_more: bool
 
 
+class ClientSettings(BaseModel):
+    """Settings convo keeps for the OpenHands web client without acting on them: stored as
+    sent (in ``UserSettings.extra``) and returned as saved, with OpenHands' defaults."""
+
+    remote_runtime_resource_factor: int | None = None
+    security_analyzer: str | None = None
+    enable_default_condenser: bool = True
+    enable_sound_notifications: bool = False
+    enable_proactive_conversation_starters: bool = True
+    enable_solvability_analysis: bool = True
+    user_consents_to_analytics: bool | None = None
+    sandbox_base_container_image: str | None = None
+    sandbox_runtime_container_image: str | None = None
+    mcp_config: dict[str, Any] | None = None
+    condenser_max_size: int | None = None
+    email: str | None = None
+    email_verified: bool | None = None
+
+
+CLIENT_SETTINGS = tuple(ClientSettings.model_fields)
+
+
 class SettingsBody(BaseModel):
     """POST /api/settings: any subset; absent or null fields keep their stored value."""
 
@@ -92,9 +114,29 @@ class SettingsBody(BaseModel):
     llm_model: str | None = None
     llm_base_url: str | None = None
     llm_api_key: str | None = None
+    search_api_key: str | None = None
+    git_user_name: str | None = None
+    git_user_email: str | None = None
+    # ClientSettings' fields, all optional here
+    remote_runtime_resource_factor: int | None = None
+    security_analyzer: str | None = None
+    enable_default_condenser: bool | None = None
+    enable_sound_notifications: bool | None = None
+    enable_proactive_conversation_starters: bool | None = None
+    enable_solvability_analysis: bool | None = None
+    user_consents_to_analytics: bool | None = None
+    sandbox_base_container_image: str | None = None
+    sandbox_runtime_container_image: str | None = None
+    mcp_config: dict[str, Any] | None = None
+    condenser_max_size: int | None = Field(default=None, ge=4)
+    email: str | None = None
+    email_verified: bool | None = None
 
 
-class SettingsView(BaseModel):
+class SettingsView(ClientSettings):
+    """GET /api/settings, OpenHands' GETSettingsModel: keys are never returned, only whether
+    they are set."""
+
     language: str | None = None
     agent: str = "CodeActAgent"
     max_iterations: int
@@ -104,9 +146,12 @@ class SettingsView(BaseModel):
     llm_base_url: str | None = None
     llm_api_key: None = None
     llm_api_key_set: bool = False
+    search_api_key: None = None
+    search_api_key_set: bool = False
+    sandbox_api_key: None = None
+    git_user_name: str | None = None
+    git_user_email: str | None = None
     provider_tokens_set: dict[ProviderType, str | None] = Field(default_factory=dict)
-    security_analyzer: str | None = None
-    enable_default_condenser: bool = True
 
 
 class ProviderTokenBody(BaseModel):

@@ -113,6 +113,10 @@ class UserSettings:
     max_budget_per_task: float | None = None
     confirmation_mode: bool = False
     language: str | None = None
+    search_api_key: str | None = None  # a secret: stored sealed, never returned
+    git_user_name: str | None = None  # identity in cloned repositories, over the server's
+    git_user_email: str | None = None
+    # every other field the OpenHands client saves (toggles, mcp_config, ...), kept as sent
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -66,8 +66,8 @@ def resolve_config(
             if not providers_set or provider in providers_set
         },
         repository=RepositoryOptions(
-            git_user_name=settings.git_user_name,
-            git_user_email=settings.git_user_email,
+            git_user_name=user.git_user_name or settings.git_user_name,
+            git_user_email=user.git_user_email or settings.git_user_email,
             clone_timeout_seconds=settings.clone_timeout_seconds,
             setup_timeout_seconds=settings.setup_script_timeout_seconds,
         ),

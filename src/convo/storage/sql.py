@@ -298,6 +298,9 @@ class SqlEventStore:
         return -1 if value is None else int(value)
 
 
+SEALED_SETTINGS = ("llm_api_key", "search_api_key")
+
+
 class SqlSettingsStore:
     """Secrets, provider tokens and the user's LLM API key are stored sealed when a
     ``Sealer`` is given (``convo.storage.at_rest``), which every server does."""
@@ -313,14 +316,23 @@ class SqlSettingsStore:
         data = await self._load(user_settings, user_id)
         if data is None:
             return None
-        if self._sealer is not None and data.get("llm_api_key") is not None:
-            data = {**data, "llm_api_key": self._sealer.open_text(data["llm_api_key"])}
+        if self._sealer is not None:
+            data = {
+                **data,
+                **{
+                    name: self._sealer.open_text(data[name])
+                    for name in SEALED_SETTINGS
+                    if data.get(name) is not None
+                },
+            }
         return codec.settings_from_json(data)
 
     async def save_settings(self, user_id: str | None, settings: UserSettings) -> None:
         data = codec.settings_to_json(settings)
-        if self._sealer is not None and data.get("llm_api_key") is not None:
-            data["llm_api_key"] = self._sealer.seal_text(data["llm_api_key"])
+        if self._sealer is not None:
+            for name in SEALED_SETTINGS:
+                if data.get(name) is not None:
+                    data[name] = self._sealer.seal_text(data[name])
         await self._save(user_settings, user_id, data)
 
     async def load_secrets(self, user_id: str | None) -> UserSecrets:

@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from convo.api.deps import SettingsDep, StorageDep, UserIdDep
-from convo.api.schemas import GitProvidersBody, MessageResponse, SettingsBody, SettingsView
+from convo.api.schemas import (
+    CLIENT_SETTINGS,
+    GitProvidersBody,
+    MessageResponse,
+    SettingsBody,
+    SettingsView,
+)
 from convo.domain.conversation import ProviderToken, UserSettings
 
 router = APIRouter(prefix="/api", tags=["settings"])
 
 
-@router.get("/settings", response_model=SettingsView)
+NOT_STORED = {"error": "Settings not found"}
+_CLEARED_BY_EMPTY = ("llm_api_key", "git_user_name", "git_user_email")
+
+
+@router.get("/settings", response_model=SettingsView, responses={404: {"model": dict[str, str]}})
 async def load_settings(
     storage: StorageDep, settings: SettingsDep, user_id: UserIdDep
-) -> SettingsView:
-    stored = await storage.settings.load_settings(user_id) or UserSettings()
+) -> SettingsView | JSONResponse:
+    """404 while the user has stored nothing and the server has no default model, as in
+    OpenHands: the web client opens its first-run LLM dialog on it."""
+    stored = await storage.settings.load_settings(user_id)
+    if stored is None:
+        if not settings.llm_model:
+            return JSONResponse(NOT_STORED, status_code=404)
+        stored = UserSettings()
     secrets = await storage.settings.load_secrets(user_id)
+    kept = {name: stored.extra[name] for name in CLIENT_SETTINGS if name in stored.extra}
     return SettingsView(
+        **kept,
         language=stored.language,
         agent=stored.agent or "CodeActAgent",
         max_iterations=stored.max_iterations or settings.max_iterations,
@@ -30,6 +49,9 @@ async def load_settings(
         llm_model=stored.llm_model or settings.llm_model,
         llm_base_url=stored.llm_base_url or settings.llm_base_url,
         llm_api_key_set=bool(stored.llm_api_key or settings.llm_api_key),
+        search_api_key_set=bool(stored.search_api_key),
+        git_user_name=stored.git_user_name or settings.git_user_name,
+        git_user_email=stored.git_user_email or settings.git_user_email,
         provider_tokens_set={p: t.host for p, t in secrets.provider_tokens.items()},
     )
 
@@ -38,12 +60,23 @@ async def load_settings(
 async def store_settings(
     body: SettingsBody, storage: StorageDep, user_id: UserIdDep
 ) -> MessageResponse:
+    """A partial update: fields absent or null keep their stored value. An empty LLM key or
+    git identity clears it; an empty search key keeps the stored one (the web client sends
+    one with every save), as OpenHands does."""
     stored = await storage.settings.load_settings(user_id) or UserSettings()
     updates = body.model_dump(exclude_none=True)
-    if updates.get("llm_api_key") == "":
-        updates["llm_api_key"] = None  # an empty key clears the saved one
+    if not str(updates.get("search_api_key", "x")).strip():
+        del updates["search_api_key"]
+    for name in _CLEARED_BY_EMPTY:
+        if isinstance(updates.get(name), str) and not updates[name].strip():
+            updates[name] = None
+    extra = dict(stored.extra)
     for name, value in updates.items():
-        setattr(stored, name, value)
+        if name in CLIENT_SETTINGS:
+            extra[name] = value
+        else:
+            setattr(stored, name, value)
+    stored.extra = extra
     await storage.settings.save_settings(user_id, stored)
     return MessageResponse(message="Settings stored")
 
