@@ -141,7 +141,7 @@ async def test_events_paging_and_user_messages(server_factory: ServeFactory) -> 
             return any(e.get("args", {}).get("content") == "Second answer" for e in evs)
 
         await wait_for(second)
-        refused = await server.client.post(url, json={"action": "run", "args": {"command": "ls"}})
+        refused = await server.client.post(url, json={"action": "finish", "args": {}})
         assert refused.status_code == 400
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from convo.api.app import Overrides
+from convo.domain.conversation import ProviderType
 from convo.llm.scripted import ScriptedLLM
-from tests.api.conftest import ServeFactory
-from tests.stream.helpers import FakeSandboxFactory
+from convo.runtime.base import CommandResult
+from tests.api.conftest import RunningServer, ServeFactory, wait_for
+from tests.stream.helpers import FakeSandboxFactory, SocketClient
 
 
 def _overrides(llm: ScriptedLLM | None = None) -> Overrides:
@@ -111,3 +113,189 @@ async def test_unsaved_client_fields_have_openhands_defaults(server_factory: Ser
         assert view["mcp_config"] is None
         assert view["search_api_key_set"] is False
         assert view["condenser_max_size"] is None
+
+
+# --- the socket: the terminal, reconnects, providers ----------------------------------------
+async def _create(server: RunningServer, message: str | None = None) -> str:
+    body = {"initial_user_msg": message} if message else {}
+    response = await server.client.post("/api/conversations", json=body)
+    assert response.status_code == 200, response.text
+    cid: str = response.json()["conversation_id"]
+    return cid
+
+
+async def _connect(server: RunningServer, query: str) -> SocketClient:
+    """Connect with the query string exactly as the web client builds it."""
+    client = SocketClient(server.base_url)
+    await client.sio.connect(
+        f"{server.base_url}?{query}",
+        transports=["websocket"],
+        socketio_path="socket.io",
+        wait_timeout=10,
+    )
+    return client
+
+
+def _state(client: SocketClient) -> str | None:
+    states = [
+        e["extras"]["agent_state"]
+        for e in client.events
+        if e.get("observation") == "agent_state_changed"
+    ]
+    return states[-1] if states else None
+
+
+def _answer_to(client: SocketClient, action_id: int) -> dict[str, Any] | None:
+    return next((e for e in client.events if e.get("cause") == action_id), None)
+
+
+async def test_the_terminal_runs_a_command_over_the_socket(server_factory: ServeFactory) -> None:
+    factory = FakeSandboxFactory({"ls -la": CommandResult("total 0\nREADME.md", 0, "/workspace")})
+    llm = ScriptedLLM()
+    overrides = Overrides(sandbox_factory=factory, llm_factory=lambda _c: llm)
+    async with server_factory(overrides) as server:
+        cid = await _create(server)
+        # before any event the client sends latest_event_id=undefined (hooks: ws-client-provider)
+        client = await _connect(server, f"latest_event_id=undefined&conversation_id={cid}")
+        try:
+            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            assert client.events[0]["id"] == 0  # "undefined" replays from the start
+            # services/terminal-service.ts: what the terminal emits for a typed command
+            await client.sio.emit(
+                "oh_user_action", {"action": "run", "args": {"command": "ls -la"}}
+            )
+            await wait_for(lambda: any(e.get("action") == "run" for e in client.events))
+            run = next(e for e in client.events if e.get("action") == "run")
+            assert run["source"] == "user" and run["args"]["command"] == "ls -la"
+            await wait_for(lambda: _answer_to(client, run["id"]) is not None)
+            result = _answer_to(client, run["id"])
+            assert result is not None and result["observation"] == "run"
+            assert "README.md" in result["content"]
+            assert result["extras"]["metadata"]["exit_code"] == 0
+            assert not any(e.get("error") for e in client.events)
+        finally:
+            await client.disconnect()
+        assert llm.requests == []  # the agent was not asked to act on the user's command
+
+
+async def test_user_actions_over_http_wait_for_confirmation_as_the_agents_do(
+    server_factory: ServeFactory,
+) -> None:
+    factory = FakeSandboxFactory({"rm -rf build": CommandResult("", 0, "/workspace")})
+    overrides = Overrides(sandbox_factory=factory, llm_factory=lambda _c: ScriptedLLM())
+    async with server_factory(overrides) as server:
+        await server.client.post("/api/settings", json={"confirmation_mode": True})
+        cid = await _create(server)
+        client = await _connect(server, f"conversation_id={cid}&latest_event_id=-1")
+        try:
+            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            sent = await server.client.post(
+                f"/api/conversations/{cid}/events",
+                json={"action": "run", "args": {"command": "rm -rf build"}},
+            )
+            assert sent.status_code == 200, sent.text
+            run_id = sent.json()["id"]
+            await wait_for(lambda: _state(client) == "awaiting_user_confirmation")
+            stored = next(e for e in client.events if e.get("id") == run_id)
+            assert stored["args"]["confirmation_state"] == "awaiting_confirmation"
+            assert _answer_to(client, run_id) is None  # not run yet
+
+            await client.sio.emit(
+                "oh_user_action",
+                {"action": "change_agent_state", "args": {"agent_state": "user_confirmed"}},
+            )
+            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            confirmed = [
+                e
+                for e in client.events
+                if e.get("action") == "run" and e["args"]["confirmation_state"] == "confirmed"
+            ]
+            assert len(confirmed) == 1 and confirmed[0]["source"] == "user"
+            await wait_for(lambda: _answer_to(client, confirmed[0]["id"]) is not None)
+            commands = [c.command for s in factory.specs for c in _sandbox_commands(s, server)]
+            assert commands == ["rm -rf build"]
+        finally:
+            await client.disconnect()
+
+
+def _sandbox_commands(spec: Any, server: RunningServer) -> list[Any]:
+    running = server.manager._running.get(spec.conversation_id)
+    sandbox = running.sandbox if running is not None else None
+    return list(getattr(sandbox, "commands", []))
+
+
+async def test_read_and_edit_from_a_script(server_factory: ServeFactory) -> None:
+    async with server_factory(_overrides()) as server:
+        cid = await _create(server)
+        client = await _connect(server, f"conversation_id={cid}")
+        try:
+            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            post = server.client.post
+            events = f"/api/conversations/{cid}/events"
+            create = {"action": "edit", "args": {"path": "notes.txt", "command": "create",
+                                                 "file_text": "first line\n"}}  # fmt: skip
+            created = (await post(events, json=create)).json()["id"]
+            await wait_for(lambda: _answer_to(client, created) is not None)
+            read = await post(events, json={"action": "read", "args": {"path": "notes.txt"}})
+            read_id = read.json()["id"]
+            await wait_for(lambda: _answer_to(client, read_id) is not None)
+            answer = _answer_to(client, read_id)
+            assert answer is not None and answer["observation"] == "read"
+            assert "first line" in answer["content"]
+            files = await server.client.get(f"/api/conversations/{cid}/list-files")
+            assert "notes.txt" in files.json()
+            for refused in (
+                {"action": "write", "args": {"path": "x", "content": "y"}},
+                {"action": "finish", "args": {}},
+                {"action": "run", "args": {}},
+                {"action": "edit", "args": {"path": "x", "command": "view"}},
+            ):
+                response = await post(events, json=refused)
+                assert response.status_code == 400, refused
+        finally:
+            await client.disconnect()
+
+
+async def test_a_run_for_a_conversation_that_is_not_running_is_refused(
+    server_factory: ServeFactory,
+) -> None:
+    async with server_factory(_overrides()) as server:
+        cid = await _create(server)
+        await server.client.post(f"/api/conversations/{cid}/stop")
+        response = await server.client.post(
+            f"/api/conversations/{cid}/events",
+            json={"action": "run", "args": {"command": "ls"}},
+        )
+        assert response.status_code == 400
+        assert "not running" in response.text
+
+
+async def test_repeated_providers_set_keeps_every_provider(server_factory: ServeFactory) -> None:
+    async with server_factory(_overrides()) as server:
+        cid = await _create(server)
+        await server.client.post(f"/api/conversations/{cid}/stop")  # the socket starts it
+        query = f"conversation_id={cid}&providers_set=github&providers_set=gitlab"
+        client = await _connect(server, query)
+        try:
+            metadata = await server.manager.get_metadata(cid)
+            assert metadata.providers_set == [ProviderType.GITHUB, ProviderType.GITLAB]
+        finally:
+            await client.disconnect()
+
+
+async def test_the_microagent_flag_and_a_missing_directory(server_factory: ServeFactory) -> None:
+    async with server_factory(_overrides()) as server:
+        config = (await server.client.get("/api/options/config")).json()
+        assert config["FEATURE_FLAGS"]["HIDE_MICROAGENT_MANAGEMENT"] is True
+        cid = await _create(server)
+        await wait_for(lambda: _running(server, cid))
+        # hooks/query/use-get-microagents.ts lists this directory in every conversation
+        listed = await server.client.get(
+            f"/api/conversations/{cid}/list-files", params={"path": ".openhands/microagents"}
+        )
+        assert listed.status_code == 200 and listed.json() == []
+
+
+async def _running(server: RunningServer, cid: str) -> bool:
+    info = (await server.client.get(f"/api/conversations/{cid}")).json()
+    return bool(info and info["status"] == "RUNNING")

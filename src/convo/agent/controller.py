@@ -66,6 +66,7 @@ EventSink = Callable[[Event], Awaitable[Event]]
 
 _STOPPING_STATES = {AgentState.PAUSED.value, AgentState.STOPPED.value}
 _DECISIONS = {AgentState.USER_CONFIRMED.value, AgentState.USER_REJECTED.value}
+_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT}
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Agent:
         self._condenser = Condenser(config.condenser)
         self._pending: Event | None = None  # the action awaiting the user's confirmation
         self._parked: tuple[list[ToolCall], LLMResponse] | None = None  # calls still to run
+        self._resume_state: AgentState | None = None  # after a user's confirmed action
 
     @property
     def state(self) -> AgentState:
@@ -209,6 +211,9 @@ class Agent:
                 await self._reject("the user sent a new message instead")
             await self._recall(event)
             await self._set_state(AgentState.RUNNING)
+            return
+        if event.source == EventSource.USER and event.action in _USER_ACTIONS:
+            await self._user_action(event)
             return
         if event.action != ActionType.CHANGE_AGENT_STATE:
             logger.debug("Agent ignores a %s event from the inbox", event.action)
@@ -358,6 +363,22 @@ class Agent:
             )
         await self._emit(observation)
 
+    # --- the user's own actions ----------------------------------------------------------
+    async def _user_action(self, action: Event) -> None:
+        """Carry out a user's run/read/edit (the web terminal's commands); the agent is not
+        asked to act on it. In confirmation mode it waits like the agent's actions; while
+        an action already waits, the user's is refused."""
+        if confirmation.confirmation_state(action) != confirmation.AWAITING:
+            await self._execute(action, str(action.action))
+            return
+        if self._pending is not None:
+            stored = await self._emit(confirmation.with_state(action, confirmation.REJECTED))
+            await self._emit(confirmation.rejection(stored, "another action awaits confirmation"))
+            return
+        self._pending = action
+        self._resume_state = self._state
+        await self._set_state(AgentState.AWAITING_USER_CONFIRMATION)
+
     # --- confirmation mode and recall ------------------------------------------------------
     async def _decide(self, confirmed: bool) -> None:
         """The user's decision on the pending action (``agent.confirmation``)."""
@@ -371,6 +392,10 @@ class Agent:
         await self._set_state(AgentState.USER_CONFIRMED)
         stored = await self._emit(confirmation.with_state(pending, confirmation.CONFIRMED))
         await self._execute(stored, str(stored.action))
+        if pending.source == EventSource.USER:  # the agent goes back to what it was doing
+            resume, self._resume_state = self._resume_state, None
+            await self._set_state(resume or AgentState.AWAITING_USER_INPUT)
+            return
         await self._set_state(AgentState.RUNNING)
         parked, self._parked = self._parked, None
         if parked is not None and parked[0]:

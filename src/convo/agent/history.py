@@ -8,6 +8,7 @@
   the message list is always valid for the provider;
 - agent-loop error observations (``error_id`` starting ``AGENT_ERROR$``) with no tool call →
   user messages, so the model learns why it was stopped;
+- the user's own run/read/edit actions and their results → user messages;
 - a ``condensation`` action with a summary (placed by ``convo.agent.condenser.view``) and
   ``recall`` observations with microagent knowledge → user messages; other events are not
   shown.
@@ -22,6 +23,7 @@ from convo.agent.failures import AGENT_ERROR_PREFIX
 from convo.agent.microagents import recall_text
 from convo.domain.events import ActionType, Event, EventSource, ObservationType
 
+_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT}
 _FINISHED_PLACEHOLDER = "The task was marked as finished."
 _MISSING_PLACEHOLDER = "The tool call was not executed (interrupted)."
 _SUMMARY_TEMPLATE = (
@@ -126,12 +128,43 @@ def _plain_message(event: Event) -> dict[str, Any] | None:
     return None
 
 
+def _user_action_text(event: Event) -> str:
+    args = event.args or {}
+    if event.action == ActionType.RUN:
+        return f"User executed the command:\n{args.get('command', '')}"
+    if event.action == ActionType.READ:
+        return f"User read the file {args.get('path', '')}"
+    return f"User edited the file {args.get('path', '')} ({args.get('command', '')})"
+
+
+def _user_actions(events: Sequence[Event]) -> set[int]:
+    """Ids of the user's own run/read/edit actions that were carried out."""
+    return {
+        e.id
+        for e in events
+        if e.source == EventSource.USER
+        and e.action in _USER_ACTIONS
+        and (e.args or {}).get("confirmation_state") == "confirmed"
+    }
+
+
 def build_messages(system_prompt: str, events: Sequence[Event]) -> list[dict[str, Any]]:
-    """The LLM messages for a system prompt and the stored events, in order."""
+    """The LLM messages for a system prompt and the stored events, in order.
+
+    The user's own commands (the web terminal) and their results reach the model as user
+    messages, as in OpenHands, so it knows what the user changed."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
     results = _tool_results(events)
+    by_user = _user_actions(events)
     seen_responses: set[str] = set()
     for event in events:
+        if event.id in by_user and event.id >= 0:
+            messages.append({"role": "user", "content": _user_action_text(event)})
+            continue
+        if event.observation is not None and event.cause in by_user:
+            text = observation_text(event)
+            messages.append({"role": "user", "content": f"Observed result:\n{text}"})
+            continue
         metadata = event.tool_call_metadata
         if metadata:
             key = _response_key(metadata)

@@ -1,13 +1,16 @@
 """Socket.IO at ``/socket.io/``, as the OpenHands 0.53 web client speaks it.
 
 Connect with query parameters ``conversation_id`` (required), ``latest_event_id`` (default
--1), ``providers_set`` (comma-separated) and ``session_api_key`` (when the server has one).
-A refused connection gets a ``connect_error`` with a message; it never creates anything.
+-1; a value that is not an integer, such as ``undefined``, also means from the start),
+``providers_set`` (comma-separated, repeated, or both) and ``session_api_key`` (when the
+server has one). A refused connection gets a ``connect_error`` with a message; it never
+creates anything.
 
 On connect the conversation's loop is started and a task owned by the connection sends every
 event after ``latest_event_id`` as ``oh_event``, then the live ones, with nothing missed or
 repeated in between (an ``EventFeed`` subscribes before it replays). Clients send
-``oh_user_action`` (or the legacy ``oh_action``): a message or ``change_agent_state``; other
+``oh_user_action`` (or the legacy ``oh_action``): a message, ``change_agent_state``, or a
+user ``run`` (the terminal), ``read`` or ``edit`` (``convo.services.user_events``); other
 action types are answered with ``{error: true, message}``.
 
 A client that cannot keep up is sent a last status update carrying ``last_event_id`` and is
@@ -126,18 +129,15 @@ class SocketServer:
         )
 
     async def _accept(self, environ: dict[str, Any], auth: Any) -> _Connection:
-        query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        raw = parse_qs(environ.get("QUERY_STRING", ""))
+        query = {k: v[-1] for k, v in raw.items()}
         self._check_key(self._app.state.settings, query, auth)
         conversation_id = query.get("conversation_id", "")
         if not conversation_id:
             raise Refused("conversation_id is required", "CONVERSATION$MISSING_ID")
-        try:
-            after = int(query.get("latest_event_id", "-1"))
-        except ValueError:
-            raise Refused(
-                "latest_event_id must be an integer", "CONVERSATION$BAD_EVENT_ID"
-            ) from None
-        providers = _providers(query.get("providers_set", ""))
+        after = _latest_event_id(query.get("latest_event_id"))
+        # repeated (providers_set=github&providers_set=gitlab) or comma-joined, as OpenHands
+        providers = _providers(",".join(raw.get("providers_set", [])))
         manager = self._manager
         try:
             metadata = await manager.get_metadata(conversation_id)
@@ -242,6 +242,15 @@ class SocketServer:
         # engine.io's queue offers no "drained" event to wait on, so poll it
         while queue.qsize() > limit and not getattr(socket, "closed", True):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+def _latest_event_id(value: str | None) -> int:
+    """The last event the client has; anything that is not an integer (the web client sends
+    the string ``undefined`` before its first event) means none, as in OpenHands."""
+    try:
+        return max(-1, int(value)) if value is not None else -1
+    except ValueError:
+        return -1
 
 
 def _providers(value: str) -> list[ProviderType] | None:

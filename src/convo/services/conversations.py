@@ -45,6 +45,7 @@ from convo.errors import (
     ConversationNotFound,
     RecordNotFound,
     ServerShuttingDown,
+    UnsupportedUserAction,
 )
 from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
@@ -59,7 +60,7 @@ from convo.services.shutdown import stop_gracefully
 from convo.services.stopping import StopResult, cancel_and_wait
 from convo.services.supervisor import Supervisor
 from convo.services.user_config import resolve_config, resolve_llm
-from convo.services.user_events import parse_user_event
+from convo.services.user_events import USER_ACTIONS, parse_user_event, under_confirmation
 from convo.storage.base import Storage
 
 logger = logging.getLogger(__name__)
@@ -319,6 +320,12 @@ class ConversationManager(ConversationRecords):
         metadata = await self.get_metadata(conversation_id)
         event = parse_user_event(data)
         running = self._running.get(conversation_id)
+        if event.action in USER_ACTIONS:  # carried out by the loop: it must be there
+            if running is None:
+                raise UnsupportedUserAction(
+                    f"The conversation is not running: start it before sending {event.action!r}"
+                )
+            event = under_confirmation(event, running.config.confirmation_mode)
         secrets = (
             running.config.secret_values()
             if running is not None

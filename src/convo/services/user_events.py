@@ -1,7 +1,10 @@
-"""What clients may send: a user message or an agent state change, and nothing else.
+"""What clients may send: a message, an agent state change, and the user actions OpenHands
+accepts from its clients: ``run`` (the web client's terminal), ``read`` and ``edit``.
 
-OpenHands dispatches any action a client sends (a client could inject a ``run`` action as
-if the agent chose it); convo accepts only these two and refuses the rest before storing.
+The user actions are stored with ``source: "user"`` and carried out by the conversation's
+loop in its sandbox (``convo.agent.controller``), under the same confirmation mode as the
+agent's own; the agent is not asked to act on them. Anything else (``write``, ``browse``,
+``finish``, an agent-only kind, a forged ``source``) is refused before it is stored.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from convo.domain.events import (
     EventSource,
     change_agent_state_action,
     message_action,
+    now_iso,
 )
 from convo.errors import UnsupportedUserAction
 
 TITLE_LENGTH = 30
+USER_EDIT_COMMANDS = ("create", "str_replace", "insert", "undo_edit")
+USER_ACTIONS = (ActionType.RUN, ActionType.READ, ActionType.EDIT)
 
 
 def parse_user_event(data: dict[str, Any]) -> Event:
@@ -41,9 +47,93 @@ def parse_user_event(data: dict[str, Any]) -> Event:
                 f"Unknown agent_state {args.get('agent_state')!r}"
             ) from None
         return change_agent_state_action(state, EventSource.USER)
+    if action == ActionType.RUN:
+        return _run(args)
+    if action == ActionType.READ:
+        path = _text(args, "path", required=True)
+        return _user_action(ActionType.READ, f"Reading file: {path}", {"path": path})
+    if action == ActionType.EDIT:
+        return _edit(args)
     raise UnsupportedUserAction(
-        f"Unsupported action {action!r}: clients may send 'message' or 'change_agent_state'"
+        f"Unsupported action {action!r}: clients may send 'message', 'change_agent_state', "
+        "'run', 'read' or 'edit'"
     )
+
+
+def _text(args: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = args.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise UnsupportedUserAction(f"'args.{name}' must be a non-empty string")
+    return value
+
+
+def _user_action(kind: ActionType, message: str, args: dict[str, Any]) -> Event:
+    return Event(
+        timestamp=now_iso(),
+        source=EventSource.USER,
+        message=message,
+        action=kind,
+        args={**args, "thought": "", "confirmation_state": "confirmed"},
+    )
+
+
+def _run(args: dict[str, Any]) -> Event:
+    command = _text(args, "command", required=True) or ""
+    is_input = args.get("is_input", False)
+    if not isinstance(is_input, bool):
+        raise UnsupportedUserAction("'args.is_input' must be a boolean")
+    return _user_action(
+        ActionType.RUN,
+        f"Running command: {command}",
+        {
+            "command": command,
+            "is_input": is_input,
+            "blocking": False,
+            "is_static": False,
+            "cwd": None,
+            "hidden": bool(args.get("hidden", False)),
+        },
+    )
+
+
+def _edit(args: dict[str, Any]) -> Event:
+    path = _text(args, "path", required=True)
+    command = args.get("command")
+    if command not in USER_EDIT_COMMANDS:
+        raise UnsupportedUserAction(
+            f"'args.command' must be one of {', '.join(USER_EDIT_COMMANDS)} (read a file "
+            "with the 'read' action)"
+        )
+    insert_line = args.get("insert_line")
+    if insert_line is not None and (not isinstance(insert_line, int) or insert_line < 0):
+        raise UnsupportedUserAction("'args.insert_line' must be a non-negative integer")
+    return _user_action(
+        ActionType.EDIT,
+        f"Editing file ({command}): {path}",
+        {
+            "path": path,
+            "command": command,
+            "file_text": _text(args, "file_text"),
+            "old_str": _text(args, "old_str"),
+            "new_str": _text(args, "new_str"),
+            "insert_line": insert_line,
+            "content": "",
+            "start": 1,
+            "end": -1,
+            "impl_source": "oh_aci",
+        },
+    )
+
+
+def under_confirmation(event: Event, confirmation_mode: bool) -> Event:
+    """A user's ``run`` or ``edit`` waits for confirmation in confirmation mode, as the
+    agent's do (``convo.agent.confirmation``)."""
+    if not confirmation_mode or event.action not in (ActionType.RUN, ActionType.EDIT):
+        return event
+    args = dict(event.args or {}) | {"confirmation_state": "awaiting_confirmation"}
+    return event.model_copy(update={"args": args})
 
 
 def title_from_text(text: str) -> str:

@@ -25,6 +25,7 @@ from convo.services.workspace_files import (
     BinaryFile,
     FileMissing,
     FileTooLarge,
+    NotADirectory,
     PathChanged,
     UploadResult,
     WorkspaceMissing,
@@ -74,10 +75,14 @@ async def list_files(
     factory: SandboxFactoryDep,
     path: str | None = None,
 ) -> list[str] | JSONResponse:
+    """A directory that does not exist (or is a file) lists as ``[]``, as in OpenHands: the
+    web client lists ``.openhands/microagents/`` whether or not a repository has one."""
     sandbox = await _sandbox(manager, factory, conversation_id)
     try:
         workspace = await asyncio.to_thread(existing, sandbox.workspace, conversation_id)
         return await asyncio.to_thread(list_entries, workspace, path)
+    except (FileMissing, NotADirectory):
+        return []
     except _HANDLED as exc:
         return _error(exc)
 

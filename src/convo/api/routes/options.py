@@ -59,5 +59,6 @@ async def get_config() -> dict[str, Any]:
             "ENABLE_JIRA": False,
             "ENABLE_JIRA_DC": False,
             "ENABLE_LINEAR": False,
+            "HIDE_MICROAGENT_MANAGEMENT": True,  # as OpenHands OSS: its page is hidden
         },
     }
