@@ -81,7 +81,17 @@ class Settings(BaseSettings):
     # conversations
     max_concurrent_conversations: int = Field(default=3, ge=1, description="Running, per user.")
     idle_close_seconds: float = Field(
-        default=3600.0, ge=0, description="Close a loop idle this long with nobody listening."
+        default=3600.0,
+        ge=0,
+        description="Close a loop (the conversation becomes STOPPED) when its agent has not "
+        "worked for this long and nobody listens. 0: never.",
+    )
+    sandbox_idle_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Release a sandbox (kill its shell and processes; the workspace stays) "
+        "when its agent has not worked for this long, listened to or not; the conversation "
+        "stays RUNNING and the agent's next command gets a new sandbox. 0: never.",
     )
     reconcile_interval_seconds: float = Field(
         default=15.0,

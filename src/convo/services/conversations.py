@@ -52,6 +52,7 @@ from convo.runtime.base import SandboxFactory
 from convo.services.conversation_records import ConversationRecords, check_id
 from convo.services.conversation_records import NewConversation as NewConversation  # re-export
 from convo.services.event_log import EventLog, status_update
+from convo.services.idle_sandboxes import ReleasableSandboxes
 from convo.services.keyed_lock import KeyedLock
 from convo.services.metadata_sync import MetadataSync
 from convo.services.orphans import ProcessRegistry
@@ -92,7 +93,7 @@ class ConversationManager(ConversationRecords):
         self.supervisor = Supervisor(self, settings)
         self._deps = LoopDeps(
             event_log=self._log,
-            sandbox_factory=sandbox_factory,
+            sandbox_factory=ReleasableSandboxes(sandbox_factory, self.processes),
             llm_factory=llm_factory,
             workspace_for=self.workspace_path,
             command_timeout_seconds=settings.command_timeout_seconds,

@@ -33,6 +33,7 @@ from convo.domain.conversation import AgentState, ConversationMetadata, Conversa
 from convo.domain.events import Event, EventSource, agent_state_changed, error_observation
 from convo.errors import ConvoError, RecordNotFound
 from convo.services.event_log import status_update
+from convo.services.idle_sandboxes import ReleasableSandbox
 from convo.services.running import RunningConversation
 from convo.services.stopping import StopResult
 
@@ -119,6 +120,7 @@ class Supervisor:
 
     async def run_round(self) -> Reconciliation:
         await self.reap_idle()
+        await self.release_idle_sandboxes()
         await self._manager.flush_metadata()
         return await self.reconcile()
 
@@ -185,9 +187,35 @@ class Supervisor:
                 status_update("error", RESUME_FAILED, message),
             )
 
-    # --- idle loops --------------------------------------------------------------------
+    # --- idle loops and sandboxes ------------------------------------------------------
+    async def release_idle_sandboxes(self) -> list[str]:
+        """Release the sandboxes of conversations that have not worked for
+        ``sandbox_idle_seconds`` (their loops go on: the next command gets a new one)."""
+        delay = self._settings.sandbox_idle_seconds
+        if delay <= 0:
+            return []
+        now = time.monotonic()
+        released = []
+        for conversation in self._manager.running_conversations():
+            sandbox = conversation.sandbox
+            if (
+                isinstance(sandbox, ReleasableSandbox)
+                and not sandbox.released
+                and conversation.is_idle
+                and now - max(conversation.last_active, sandbox.last_used) > delay
+            ):
+                try:
+                    if await sandbox.release():
+                        released.append(conversation.conversation_id)
+                except Exception:
+                    logger.exception(
+                        "could not release the sandbox of %s", conversation.conversation_id
+                    )
+        return released
+
     async def reap_idle(self) -> list[str]:
-        """Close loops idle longer than the configured delay with nobody listening."""
+        """Close loops idle longer than ``idle_close_seconds`` with nobody listening (their
+        conversations are STOPPED; the next message or start resumes them)."""
         delay = self._settings.idle_close_seconds
         if delay <= 0:
             return []

@@ -1,0 +1,78 @@
+"""A finished conversation releases its sandbox after CONVO_SANDBOX_IDLE_SECONDS (its processes
+are gone, it stays RUNNING) and gets a new one on the next message, over the same workspace."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from convo.api.app import Overrides
+from convo.llm.scripted import ScriptedLLM, tool_response
+from tests.api.conftest import ServeFactory, wait_for
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
+        return stat.read().split()[2] != "Z"
+
+
+async def _events(client: Any, cid: str) -> list[dict[str, Any]]:
+    page = await client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
+    return list(page.json()["events"])
+
+
+def _finishes(events: list[dict[str, Any]]) -> int:
+    return sum(1 for e in events if e.get("action") == "finish")
+
+
+async def test_an_idle_sandbox_is_released_and_comes_back_with_the_workspace(
+    server_factory: ServeFactory,
+) -> None:
+    llm = ScriptedLLM(
+        [
+            tool_response(
+                "execute_bash",
+                {
+                    "command": "echo remembered > note.txt; echo $$ > shell.pid; "
+                    "sleep 300 & echo $! > sleep.pid"
+                },
+            ),
+            tool_response("finish", {"message": "wrote it"}),
+            tool_response("execute_bash", {"command": "cat note.txt"}),
+            tool_response("finish", {"message": "read it"}),
+        ]
+    )
+    overrides = Overrides(llm_factory=lambda _c: llm)
+    async with server_factory(
+        overrides, sandbox_idle_seconds=0.5, reconcile_interval_seconds=0.2
+    ) as server:
+        client = server.client
+        created = await client.post("/api/conversations", json={"initial_user_msg": "write"})
+        cid = created.json()["conversation_id"]
+
+        async def finished(count: int) -> bool:
+            return _finishes(await _events(client, cid)) >= count
+
+        await wait_for(lambda: finished(1))
+        workspace = server.manager.workspace_path(cid)
+        shell = int((workspace / "shell.pid").read_text())
+        pid = int((workspace / "sleep.pid").read_text())
+        await wait_for(lambda: not _alive(pid) and not _alive(shell))  # released
+        sandbox = server.manager.running_conversations()[0].sandbox
+        await wait_for(lambda: sandbox.releases == 1)  # its processes die before it returns
+        info = (await client.get(f"/api/conversations/{cid}")).json()
+        assert info["status"] == "RUNNING"  # the conversation itself goes on
+
+        await client.post(
+            f"/api/conversations/{cid}/events",
+            json={"action": "message", "args": {"content": "read it back"}},
+        )
+        await wait_for(lambda: finished(2))
+        outputs = [
+            e["content"] for e in await _events(client, cid) if e.get("observation") == "run"
+        ]
+        assert outputs[-1].strip() == "remembered"
