@@ -8,7 +8,7 @@ import socket
 
 import typer
 
-from convo.config import Settings
+from convo.config import Settings, remote_bind_refusal
 
 app = typer.Typer(add_completion=False, help="convo: an agent conversation server.")
 
@@ -28,6 +28,10 @@ def serve(
 
     configure_logging(log_level)
     settings = Settings()
+    refusal = remote_bind_refusal(settings, host)
+    if refusal is not None:
+        typer.echo(f"convo: {refusal}", err=True)
+        raise typer.Exit(2)
     asgi_app = create_asgi_app(settings)
     fastapi = fastapi_app(asgi_app)
 

@@ -6,11 +6,14 @@ module reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_OLD_NETWORK_VALUES = {"true": "host", "1": "host", "false": "none", "0": "none"}
 
 
 class Settings(BaseSettings):
@@ -42,6 +45,12 @@ class Settings(BaseSettings):
         default=100 * 1024 * 1024,
         ge=1024,
         description="Largest multipart upload body (upload-files; 413 above).",
+    )
+
+    allow_unauthenticated_remote: bool = Field(
+        default=False,
+        description="Let `convo serve` listen on a non-loopback address with no session key "
+        "(anyone who reaches the port then controls the server).",
     )
 
     # server-wide default LLM
@@ -133,11 +142,37 @@ class Settings(BaseSettings):
     runtime: Literal["auto", "sandbox", "process"] = Field(
         default="auto", description="auto: sandbox where bubblewrap works, else process."
     )
-    sandbox_network: bool = Field(
-        default=True, description="Whether sandboxed commands may use the network."
+    sandbox_network: Literal["isolated", "none", "host"] = Field(
+        default="isolated",
+        description="isolated: sandboxed commands reach the outside world but nothing of this "
+        "host (its loopback, link-local, its own addresses; needs root and slirp4netns). "
+        "none: no network. host: the host's network, this server's API included (unsafe). "
+        "The old true/false mean host/none.",
+    )
+    workspace_disk_mb: int | None = Field(
+        default=5120,
+        ge=1,
+        description="Disk space one conversation's workspace may use (largest file too); "
+        "a conversation over it is stopped with an error event. None: no limit.",
+    )
+    min_free_disk_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="Creating or starting a conversation is refused while the data dir's "
+        "disk has less free space than this.",
     )
     command_timeout_seconds: float = Field(default=120.0, gt=0)
     max_output_chars: int = Field(default=30_000, ge=1000)
+
+    @field_validator("sandbox_network", mode="before")
+    @classmethod
+    def _old_network_values(cls, value: object) -> object:
+        """CONVO_SANDBOX_NETWORK was a boolean: true meant the host's network, false none."""
+        if isinstance(value, bool):
+            return "host" if value else "none"
+        if isinstance(value, str) and value.strip().lower() in _OLD_NETWORK_VALUES:
+            return _OLD_NETWORK_VALUES[value.strip().lower()]
+        return value
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
@@ -149,3 +184,21 @@ class Settings(BaseSettings):
 
     def workspaces_dir(self) -> Path:
         return self.resolved_data_dir() / "workspaces"
+
+
+def remote_bind_refusal(settings: Settings, host: str) -> str | None:
+    """Why `convo serve` must not listen on ``host`` (None: it may): a non-loopback address
+    with no session key needs CONVO_ALLOW_UNAUTHENTICATED_REMOTE=true."""
+    if settings.session_api_key is not None or settings.allow_unauthenticated_remote:
+        return None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False  # a host name: it may resolve to anything
+    if loopback:
+        return None
+    return (
+        f"refusing to serve on {host} without a session key: anyone who reaches it would "
+        "control this server; set CONVO_SESSION_API_KEY, listen on 127.0.0.1, or set "
+        "CONVO_ALLOW_UNAUTHENTICATED_REMOTE=true"
+    )

@@ -12,6 +12,8 @@
     ├── SandboxError                 runtime adapters
     │   ├── SandboxUnavailable
     │   ├── PathOutsideWorkspace
+    │   ├── WorkspaceQuotaExceeded
+    │   ├── DiskNearlyFull
     │   └── RepositoryError          (services.repository: a checkout failed)
     └── LLMError                     llm adapters
         ├── LLMAuthenticationError
@@ -89,6 +91,14 @@ class SandboxUnavailable(SandboxError):
 
 class PathOutsideWorkspace(SandboxError):
     """A file path resolves outside the conversation's workspace."""
+
+
+class WorkspaceQuotaExceeded(SandboxError):
+    """A workspace went over its disk quota; its sandbox's commands were stopped."""
+
+
+class DiskNearlyFull(SandboxError):
+    """The data dir's disk is nearly full: no new work is taken on."""
 
 
 # --- llm ---------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ async def test_the_network_can_be_cut_for_sandboxed_commands(
     llm = ScriptedLLM([tool_response("execute_bash", {"command": probe}), text_response("ok")])
     try:
         async with server_factory(
-            Overrides(llm_factory=lambda _c: llm), runtime="sandbox", sandbox_network=False
+            Overrides(llm_factory=lambda _c: llm), runtime="sandbox", sandbox_network="none"
         ) as server:
             cid = (
                 await server.client.post("/api/conversations", json={"initial_user_msg": "probe"})

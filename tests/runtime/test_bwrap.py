@@ -19,6 +19,7 @@ from convo.runtime import limits as limits_module
 from convo.runtime.base import SandboxSpec
 from convo.runtime.bwrap import BwrapSandbox, BwrapSandboxFactory
 from convo.runtime.limits import GIB, ResourceLimits
+from convo.runtime.network import NetworkMode
 from convo.runtime.select import bwrap_available
 from convo.runtime.shell import group_pids
 from tests.polling import wait_until
@@ -245,7 +246,7 @@ async def test_cpu_limit_kills_a_busy_loop(box: BwrapSandbox) -> None:
     assert (await box.run("echo ok")).output == "ok"
 
 
-async def network_reaches(data_dir: Path, network: bool, port: int) -> str:
+async def network_reaches(data_dir: Path, network: NetworkMode, port: int) -> str:
     sandbox = BwrapSandbox(make_spec(data_dir), network=network, limits=SMALL)
     await sandbox.start()
     try:
@@ -264,8 +265,8 @@ async def test_network_can_be_cut(data_dir: Path) -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        assert "connected" in await network_reaches(data_dir, True, port)
-        cut = await network_reaches(data_dir, False, port)
+        assert "connected" in await network_reaches(data_dir, "host", port)
+        cut = await network_reaches(data_dir, "none", port)
         assert "connected" not in cut
         assert "Error" in cut
     finally:

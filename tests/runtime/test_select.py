@@ -22,10 +22,10 @@ def test_process_mode() -> None:
 
 
 def test_auto_uses_bubblewrap_where_it_works() -> None:
-    factory = choose_sandbox_factory("auto", network=False)
+    factory = choose_sandbox_factory("auto", network="none")
     assert isinstance(factory, BwrapSandboxFactory)
     assert factory.name == "sandbox"
-    assert factory.network is False
+    assert factory.network == "none"
 
 
 def test_auto_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

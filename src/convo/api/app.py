@@ -77,17 +77,22 @@ def _default_storage(settings: Settings) -> Storage:
 
 async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, str | None]:
     """The runtime chosen by CONVO_RUNTIME, and a warning to show when it is unconfined."""
+    from convo.runtime.network import network_warning
     from convo.runtime.select import choose_sandbox_factory
 
+    disk_mb = settings.workspace_disk_mb
     factory = await asyncio.to_thread(
-        choose_sandbox_factory, settings.runtime, network=settings.sandbox_network
+        choose_sandbox_factory,
+        settings.runtime,
+        network=settings.sandbox_network,
+        disk_limit_bytes=disk_mb * 1024 * 1024 if disk_mb is not None else None,
     )
     if factory.name == "process":
         return factory, (
             "agent commands run unconfined on this host (runtime 'process'): install "
             "bubblewrap and use CONVO_RUNTIME=auto or sandbox to confine them"
         )
-    return factory, None
+    return factory, network_warning(settings.sandbox_network)
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from convo.errors import (
     ConversationNotFound,
     ConvoError,
+    DiskNearlyFull,
     InvalidConversationId,
     LLMError,
     RecordNotFound,
@@ -26,6 +27,7 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (InvalidConversationId, 400),
     (UnsupportedUserAction, 400),
     (LLMError, 502),
+    (DiskNearlyFull, 507),  # Insufficient Storage
     (SandboxError, 500),
     # a row gone mid-request: a conversation deleted while a start or message used it
     (RecordNotFound, 404),

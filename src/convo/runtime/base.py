@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from convo.errors import SandboxError
 from convo.runtime.workspace import Workspace
 
 
@@ -36,6 +37,7 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)  # extra environment (tokens, secrets)
     command_timeout_seconds: float = 120.0
     max_output_chars: int = 30_000
+    disk_limit_bytes: int | None = None  # the workspace's quota (see runtime.quota)
 
 
 class Sandbox(Protocol):
@@ -80,6 +82,11 @@ class Sandbox(Protocol):
         ``env``, never the conversation's secrets. Works whether or not the sandbox was
         started (a short-lived confinement of its own). Raises SandboxError when it cannot.
         """
+
+    async def wait_failed(self) -> SandboxError:
+        """Return (never raise) the error once the sandbox can no longer be used: its
+        workspace went over its disk quota and its commands were stopped. Waits forever
+        while nothing is wrong; the conversation's loop races it against the agent."""
 
     async def close(self) -> None:
         """Kill the shell and every process it started. Idempotent."""

@@ -5,8 +5,8 @@ allow-list of ``/etc`` (no shadow files, ssh keys or package-manager credentials
 workspace read-write at ``/workspace`` (also ``$HOME``), a private size-capped tmpfs
 ``/tmp``, a fresh ``/proc`` and a minimal ``/dev``. Nothing else of the host exists there:
 not the server's data directory or database, not other conversations' workspaces, not
-``/root``. Every namespace is new (``--unshare-all``); the network namespace is shared
-unless the factory says ``network=False``. A new PID namespace means ``close()`` (which
+``/root``. Every namespace is new (``--unshare-all``); the network is the factory's
+``network`` mode (see :mod:`convo.runtime.network`). A new PID namespace means ``close()`` (which
 kills bwrap, whose in-sandbox init then takes every process down with it) leaves nothing
 behind, not even processes that called ``setsid``.
 
@@ -20,13 +20,16 @@ the uid at start, and files the server creates there get that uid
 its own over the same workspace (the git routes use it).
 Resource limits: see :mod:`convo.runtime.limits`.
 
-Caveat of ``network=True``: the sandbox shares the host's network namespace, so it can
-reach services listening on the host's loopback (this server's API, a local database).
+The launcher and bwrap run with a fixed minimal environment; the conversation's secrets
+reach only the shell inside, which exports them after it started
+(:func:`convo.runtime.process.export_script`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -37,8 +40,10 @@ from pathlib import Path, PurePosixPath
 from convo.errors import SandboxError, SandboxUnavailable
 from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
 from convo.runtime.limits import ResourceLimits, SandboxCgroup
+from convo.runtime.network import IsolatedNetwork, NetworkMode, isolated_network
 from convo.runtime.oneshot import run_once
-from convo.runtime.process import DEFAULT_PATH, clean_env
+from convo.runtime.process import DEFAULT_PATH, clean_env, export_script
+from convo.runtime.quota import WorkspaceGuard
 from convo.runtime.shell import BashSession
 from convo.runtime.workspace import Workspace
 
@@ -54,35 +59,84 @@ _ETC = {
 }  # fmt: skip
 _ETC_PREFIXES = ("java", "ld.so", "python")
 
-# Run as root by the server's own Python with -I -S (no site, no environment): joins the
-# cgroups, then - when it is to drop to an unprivileged uid, which may not be allowed to
-# walk the path to the workspace (e.g. under /root) - enters a private mount namespace,
-# covers COVER (a directory that does not contain the workspace) with a tmpfs and binds the
-# workspace at COVER/convo-workspace, for bwrap to bind at /workspace. Then it drops to the
-# uid and execs bwrap (an absolute path).
+# Run by the server's own Python with -I -S (no site, no environment) and a fixed minimal
+# environment; its first argument is a JSON object, the rest the bwrap command line. It joins
+# the cgroups; for an isolated network (root only) it makes a new network namespace, refuses
+# the configured networks there with prohibit routes, turns IPv6 off for new interfaces and
+# attaches slirp4netns (forked before, so it stays in the host's namespace; it dies with its
+# parent). Then - when it is to drop to an unprivileged uid, which may not be allowed to walk
+# the path to the workspace (e.g. under /root) - it enters a private mount namespace, covers
+# COVER (a directory that does not contain the workspace) with a tmpfs, binds the workspace
+# at COVER/convo-workspace for bwrap to bind at /workspace, and writes the sandbox's
+# resolv.conf there. Then it drops to the uid and execs bwrap (an absolute path).
 _COVERS = ("/tmp", "/mnt", "/srv", "/media", "/opt")
 LAUNCHER = """
-import ctypes, os, sys
-procs, uid, workspace, cover = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+import ctypes, json, os, select, subprocess, sys
+conf = json.loads(sys.argv[1])
+uid, cover, net = conf["uid"], conf["cover"], conf["network"]
 libc = ctypes.CDLL(None, use_errno=True)
 def check(result, what):
     if result != 0:
         raise OSError(ctypes.get_errno(), what)
+def slirp(parent, go, ready):
+    try:
+        check(libc.prctl(1, 9, 0, 0, 0), "prctl")  # SIGKILL when the launcher/bwrap dies
+        if os.getppid() == parent and os.read(go, 1) == b"1":
+            os.set_inheritable(ready, True)
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.execv(net["slirp4netns"], [net["slirp4netns"], "--configure", "--mtu=65520",
+                "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
+                "--cidr=" + net["cidr"], "--ready-fd=%d" % ready, str(parent), "tap0"])
+    finally:
+        os._exit(1)
+def isolate():
+    go_r, go_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    parent = os.getpid()
+    if os.fork() == 0:
+        os.close(go_w)
+        os.close(ready_r)
+        slirp(parent, go_r, ready_w)
+    os.close(go_r)
+    os.close(ready_w)
+    check(libc.unshare(0x40000000), "unshare(CLONE_NEWNET)")
+    try:
+        with open("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w") as handle:
+            handle.write("1")
+    except FileNotFoundError:
+        pass  # no IPv6 in this kernel
+    routes = "".join(line + "\\n" for line in net["routes"])
+    done = subprocess.run([net["ip"], "-batch", "-"], input=routes.encode(), env={},
+                          capture_output=True)
+    if done.returncode != 0:
+        raise OSError(0, "ip: " + done.stderr.decode(errors="replace").strip())
+    os.write(go_w, b"1")
+    os.close(go_w)
+    if not select.select([ready_r], [], [], 10)[0] or os.read(ready_r, 1) != b"1":
+        raise OSError(0, "slirp4netns did not start")
+    os.close(ready_r)
 try:
-    for path in filter(None, procs.split(":")):
+    for path in conf["procs"]:
         with open(path, "w") as handle:
             handle.write(str(os.getpid()))
+    if net is not None:
+        isolate()
     if uid >= 0:
         stage = cover + "/convo-workspace"
         check(libc.unshare(0x00020000), "unshare(CLONE_NEWNS)")
         check(libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None), "make / private")
         check(libc.mount(b"tmpfs", cover.encode(), b"tmpfs", 0, b"mode=0755,size=64k"), cover)
         os.mkdir(stage, 0o755)
-        check(libc.mount(workspace.encode(), stage.encode(), None, 0x1000, None), "bind")
+        check(libc.mount(conf["workspace"].encode(), stage.encode(), None, 0x1000, None), "bind")
+        if net is not None:
+            with open(cover + "/convo-resolv.conf", "w") as handle:
+                handle.write(net["resolv_conf"])
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-    os.execv(sys.argv[5], sys.argv[5:])
+    os.execv(sys.argv[2], sys.argv[2:])
 except OSError as exc:
     print(f"convo sandbox launcher: {exc}", flush=True)
     sys.exit(97)
@@ -90,11 +144,19 @@ except OSError as exc:
 
 
 def bwrap_argv(
-    bwrap: str, *, workspace: str, network: bool, tmp_size_bytes: int | None
+    bwrap: str,
+    *,
+    workspace: str,
+    network: NetworkMode,
+    tmp_size_bytes: int | None,
+    resolv_conf: str | None = None,
 ) -> list[str]:
-    """The bwrap command line (without the command to run inside)."""
+    """The bwrap command line (without the command to run inside). ``network``: ``host``
+    shares the host's namespace, ``isolated`` stays in the one the launcher made, ``none``
+    gets a new one with only a loopback. ``resolv_conf``: a host file bound at
+    /etc/resolv.conf instead of the host's own."""
     argv = [bwrap, "--die-with-parent", "--unshare-all", "--hostname", "sandbox"]
-    if network:
+    if network != "none":
         argv.append("--share-net")
     argv += ["--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
     for name in _SYSTEM_LINKS:
@@ -105,8 +167,12 @@ def bwrap_argv(
             argv += ["--ro-bind", str(host), str(host)]
     argv += ["--dir", "/etc"]
     for name in sorted(os.listdir("/etc")):
+        if resolv_conf is not None and name == "resolv.conf":
+            continue
         if name in _ETC or name.startswith(_ETC_PREFIXES):
             argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    if resolv_conf is not None:
+        argv += ["--ro-bind", resolv_conf, "/etc/resolv.conf"]
     argv += ["--bind", workspace, str(MOUNT)]
     if tmp_size_bytes is not None:
         argv += ["--size", str(tmp_size_bytes)]
@@ -125,24 +191,45 @@ def launch_argv(
     bwrap: str,
     *,
     workspace: Path,
-    network: bool,
+    network: NetworkMode,
     tmp_size_bytes: int | None,
     uid: int,
     cgroup_procs: list[str],
+    isolated: IsolatedNetwork | None = None,
 ) -> list[str]:
-    """Launcher (join cgroups, drop to ``uid``) + bwrap, ending in ``--``: append the
-    command. Raises SandboxUnavailable when ``bwrap`` is not installed."""
+    """Launcher (join cgroups, make the isolated network, drop to ``uid``) + bwrap, ending
+    in ``--``: append the command; run it with :func:`clean_env`'s environment. Raises
+    SandboxUnavailable when ``bwrap`` is not installed, or for an isolated network without
+    root or without ``isolated`` (see :func:`convo.runtime.network.isolated_network`)."""
     binary = shutil.which(bwrap, path=DEFAULT_PATH)
     if binary is None:
         raise SandboxUnavailable(f"{bwrap} not found; install bubblewrap")
+    if network == "isolated" and (uid < 0 or isolated is None):
+        raise SandboxUnavailable(
+            "CONVO_SANDBOX_NETWORK=isolated needs the server to run as root (it sets up the "
+            "sandbox's network before dropping privileges); use 'none' or 'host' otherwise"
+        )
     usable = (c for c in _COVERS if Path(c).is_dir() and not workspace.is_relative_to(c))
     cover = next(usable, "")
     if uid >= 0 and not cover:
         raise SandboxUnavailable(f"No directory to stage the workspace in among {_COVERS}")
     source = f"{cover}/convo-workspace" if uid >= 0 else str(workspace)
-    inner = bwrap_argv(binary, workspace=source, network=network, tmp_size_bytes=tmp_size_bytes)
-    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, ":".join(cgroup_procs), str(uid)]
-    return [*launcher, str(workspace), cover, *inner, "--"]
+    inner = bwrap_argv(
+        binary,
+        workspace=source,
+        network=network,
+        tmp_size_bytes=tmp_size_bytes,
+        resolv_conf=f"{cover}/convo-resolv.conf" if isolated is not None else None,
+    )
+    conf = {
+        "procs": cgroup_procs,
+        "uid": uid,
+        "workspace": str(workspace),
+        "cover": cover,
+        "network": isolated.launcher_config() if isolated is not None else None,
+    }
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, json.dumps(conf)]
+    return [*launcher, *inner, "--"]
 
 
 class BwrapSandbox:
@@ -153,15 +240,16 @@ class BwrapSandbox:
         spec: SandboxSpec,
         *,
         bwrap: str = "bwrap",
-        network: bool = True,
+        network: NetworkMode = "isolated",
         limits: ResourceLimits | None = None,
         uid: int | None = None,
         kill_grace_seconds: float = 1.0,
     ) -> None:
         self._spec = spec
+        self._guard = WorkspaceGuard(spec)
         self._bwrap = bwrap
         self._network = network
-        self._limits = limits or ResourceLimits()
+        self._limits = self._guard.limit_files(limits or ResourceLimits())
         self._uid = sandbox_uid(uid)
         self._grace = kill_grace_seconds
         self._root = spec.workspace.expanduser().absolute()
@@ -193,12 +281,12 @@ class BwrapSandbox:
             session = BashSession(
                 argv,
                 cwd=Path("/"),
-                env=clean_env(str(MOUNT), self._spec.env),
+                env=clean_env(str(MOUNT)),
                 start_dir=str(MOUNT),
                 default_timeout=self._spec.command_timeout_seconds,
                 max_output_chars=self._spec.max_output_chars,
                 kill_grace_seconds=self._grace,
-                init_script=self._limits.ulimit_script(),
+                init_script=self._limits.ulimit_script() + export_script(self._spec.env),
                 wrapped=True,
             )
             await session.start()
@@ -209,6 +297,7 @@ class BwrapSandbox:
             await self.close()
             raise SandboxUnavailable(f"bubblewrap sandbox failed to start: {exc}") from exc
         self._session = session
+        self._guard.start(self._root, session)
 
     def _prepare(self) -> list[str]:
         """Blocking: workspace, ownership, cgroup; returns the launcher command line."""
@@ -218,6 +307,9 @@ class BwrapSandbox:
             self.workspace.chown_tree(self._uid, self._uid)
         label = "convo-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
         self._cgroup = SandboxCgroup.create(label, self._limits)
+        isolated = None
+        if self._network == "isolated" and self._uid >= 0:
+            isolated = isolated_network()
         argv = launch_argv(
             self._bwrap,
             workspace=self._root,
@@ -225,6 +317,7 @@ class BwrapSandbox:
             tmp_size_bytes=self._limits.tmp_size_bytes,
             uid=self._uid,
             cgroup_procs=self._cgroup.procs_files,
+            isolated=isolated,
         )
         return [*argv, "bash", "--noprofile", "--norc"]
 
@@ -237,6 +330,7 @@ class BwrapSandbox:
     ) -> CommandResult:
         if self._session is None:
             raise SandboxError("The sandbox has not been started")
+        self._guard.check()
         return await self._session.run(command, timeout=timeout, is_input=is_input)
 
     @property
@@ -261,7 +355,7 @@ class BwrapSandbox:
             outer = launch_argv(
                 self._bwrap,
                 workspace=root,
-                network=False,
+                network="none",
                 tmp_size_bytes=self._limits.tmp_size_bytes,
                 uid=self._uid,
                 cgroup_procs=[],
@@ -280,8 +374,12 @@ class BwrapSandbox:
             max_output_bytes=max_output_bytes,
         )
 
+    async def wait_failed(self) -> SandboxError:
+        return await self._guard.wait_failed()
+
     async def close(self) -> None:
         self._closed = True
+        await self._guard.close()
         if self._session is not None:
             await self._session.close()
         cgroup, self._cgroup = self._cgroup, None
@@ -298,18 +396,22 @@ class BwrapSandboxFactory:
         self,
         *,
         bwrap: str = "bwrap",
-        network: bool = True,
+        network: NetworkMode = "isolated",
         limits: ResourceLimits | None = None,
         uid: int | None = None,
         kill_grace_seconds: float = 1.0,
+        disk_limit_bytes: int | None = None,
     ) -> None:
         self._bwrap = bwrap
+        self.disk_limit_bytes = disk_limit_bytes  # for specs that set none
         self.network = network
         self.limits = limits or ResourceLimits()
         self._uid = uid
         self._grace = kill_grace_seconds
 
     def create(self, spec: SandboxSpec) -> BwrapSandbox:
+        if spec.disk_limit_bytes is None:
+            spec = dataclasses.replace(spec, disk_limit_bytes=self.disk_limit_bytes)
         return BwrapSandbox(
             spec,
             bwrap=self._bwrap,

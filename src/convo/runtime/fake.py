@@ -9,6 +9,7 @@ runs its program on the host in that directory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class FakeSandbox:
         self.execs: list[tuple[list[str], str]] = []  # (argv, cwd) of each exec
         self.started = False
         self.closed = False
+        self.failure: SandboxError | None = None
+        self._failed = asyncio.Event()
 
     @property
     def workspace_path(self) -> str:
@@ -121,6 +124,16 @@ class FakeSandbox:
             timeout=timeout,
             max_output_bytes=max_output_bytes,
         )
+
+    def fail(self, error: SandboxError) -> None:
+        """Make ``wait_failed`` return ``error`` (as a workspace over its quota would)."""
+        self.failure = error
+        self._failed.set()
+
+    async def wait_failed(self) -> SandboxError:
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
 
     async def close(self) -> None:
         self.closed = True

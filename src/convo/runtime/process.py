@@ -11,21 +11,32 @@ namespace) catches those.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
 from convo.runtime.oneshot import run_once
+from convo.runtime.quota import WorkspaceGuard
 from convo.runtime.shell import BashSession
 from convo.runtime.workspace import Workspace
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def clean_env(home: str, extra: Mapping[str, str], path: str = DEFAULT_PATH) -> dict[str, str]:
-    """The shell's whole environment: a fixed minimum plus ``extra`` (never the server's)."""
+def clean_env(
+    home: str, extra: Mapping[str, str] | None = None, path: str = DEFAULT_PATH
+) -> dict[str, str]:
+    """The whole environment of every process started on the host side (the launcher,
+    bwrap, the process sandbox's shell): a fixed minimum, never the server's, plus ``extra``
+    chosen by the server itself (never the conversation's secrets: see export_script)."""
     env = {
         "PATH": path,
         "LANG": "C.UTF-8",
@@ -35,11 +46,29 @@ def clean_env(home: str, extra: Mapping[str, str], path: str = DEFAULT_PATH) -> 
         "PS2": "",
         "PYTHONUNBUFFERED": "1",
     }
-    for key, value in extra.items():
+    for key, value in (extra or {}).items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise SandboxError(f"Invalid environment variable name or value: {key!r}")
         env[key] = value
     return env
+
+
+def export_script(variables: Mapping[str, str]) -> str:
+    """Shell lines exporting ``variables`` (the conversation's secrets and tokens).
+
+    They go to the shell's stdin as part of its set-up, after it has started: no host-side
+    process ever has them in its environment, so no loader or interpreter on the host acts
+    on a name such as LD_PRELOAD or BASH_ENV; only the shell's own commands see them. A
+    name that is not a shell identifier, or a value with NUL (which no environment can
+    hold), is left out with a warning.
+    """
+    lines = []
+    for name, value in variables.items():
+        if not _NAME.fullmatch(name) or "\0" in value:
+            logger.warning("environment variable %r left out: invalid name or value", name[:64])
+            continue
+        lines.append(f"export {shlex.quote(f'{name}={value}')}\n")
+    return "".join(lines)
 
 
 class ProcessSandbox:
@@ -49,6 +78,7 @@ class ProcessSandbox:
         self, spec: SandboxSpec, *, bash: str = "bash", kill_grace_seconds: float = 1.0
     ) -> None:
         self._spec = spec
+        self._guard = WorkspaceGuard(spec)
         self._bash = bash
         self._grace = kill_grace_seconds
         self._root = spec.workspace.expanduser().absolute()
@@ -79,16 +109,21 @@ class ProcessSandbox:
         session = BashSession(
             [self._bash, "--noprofile", "--norc"],
             cwd=self._root,
-            env=clean_env(str(self._root), self._spec.env),
+            env=clean_env(str(self._root)),
             start_dir=str(self._root),
             default_timeout=self._spec.command_timeout_seconds,
             max_output_chars=self._spec.max_output_chars,
             kill_grace_seconds=self._grace,
-            init_script=_watchdog(self._lifeline[0]),
+            init_script=(
+                _watchdog(self._lifeline[0])
+                + self._guard.ulimit_script()
+                + export_script(self._spec.env)
+            ),
             pass_fds=(self._lifeline[0],),
         )
         self._session = session
         await session.start()
+        self._guard.start(self._root, session)
 
     async def run(
         self,
@@ -99,6 +134,7 @@ class ProcessSandbox:
     ) -> CommandResult:
         if self._session is None:
             raise SandboxError("The sandbox has not been started")
+        self._guard.check()
         return await self._session.run(command, timeout=timeout, is_input=is_input)
 
     @property
@@ -125,8 +161,12 @@ class ProcessSandbox:
             max_output_bytes=max_output_bytes,
         )
 
+    async def wait_failed(self) -> SandboxError:
+        return await self._guard.wait_failed()
+
     async def close(self) -> None:
         self._closed = True
+        await self._guard.close()
         if self._session is not None:
             await self._session.close()
         if self._lifeline is not None:
@@ -158,9 +198,18 @@ class ProcessSandboxFactory:
 
     name = "process"
 
-    def __init__(self, *, bash: str = "bash", kill_grace_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        bash: str = "bash",
+        kill_grace_seconds: float = 1.0,
+        disk_limit_bytes: int | None = None,
+    ) -> None:
         self._bash = bash
         self._grace = kill_grace_seconds
+        self.disk_limit_bytes = disk_limit_bytes  # for specs that set none
 
     def create(self, spec: SandboxSpec) -> ProcessSandbox:
+        if spec.disk_limit_bytes is None:
+            spec = dataclasses.replace(spec, disk_limit_bytes=self.disk_limit_bytes)
         return ProcessSandbox(spec, bash=self._bash, kill_grace_seconds=self._grace)

@@ -18,6 +18,7 @@ from convo.errors import SandboxUnavailable
 from convo.runtime.base import SandboxFactory
 from convo.runtime.bwrap import BwrapSandboxFactory, launch_argv, sandbox_uid
 from convo.runtime.limits import ResourceLimits
+from convo.runtime.network import NetworkMode
 from convo.runtime.process import ProcessSandboxFactory, clean_env
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,14 @@ def bwrap_available(bwrap: str = "bwrap", *, uid: int | None = None) -> bool:
             argv = launch_argv(
                 bwrap,
                 workspace=Path(workspace),
-                network=False,
+                network="none",
                 tmp_size_bytes=None,
                 uid=run_as,
                 cgroup_procs=[],
             )
             result = subprocess.run(
                 [*argv, "true"],
-                env=clean_env("/workspace", {}),
+                env=clean_env("/workspace"),
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -66,14 +67,19 @@ def choose_sandbox_factory(
     mode: Literal["auto", "sandbox", "process"],
     *,
     bwrap: str = "bwrap",
-    network: bool = True,
+    network: NetworkMode = "isolated",
     limits: ResourceLimits | None = None,
     uid: int | None = None,
+    disk_limit_bytes: int | None = None,
 ) -> SandboxFactory:
-    """The factory for ``mode`` (``Settings.runtime``)."""
+    """The factory for ``mode`` (``Settings.runtime``); ``disk_limit_bytes`` is each
+    workspace's quota (see :mod:`convo.runtime.quota`)."""
+    unconfined = ProcessSandboxFactory(disk_limit_bytes=disk_limit_bytes)
     if mode == "process":
-        return ProcessSandboxFactory()
-    sandboxed = BwrapSandboxFactory(bwrap=bwrap, network=network, limits=limits, uid=uid)
+        return unconfined
+    sandboxed = BwrapSandboxFactory(
+        bwrap=bwrap, network=network, limits=limits, uid=uid, disk_limit_bytes=disk_limit_bytes
+    )
     if mode == "sandbox":
         return sandboxed  # start() raises SandboxUnavailable where bubblewrap cannot run
     if bwrap_available(bwrap, uid=uid):
@@ -82,4 +88,4 @@ def choose_sandbox_factory(
         "bubblewrap is not available; agent commands will run UNCONFINED on this host "
         "(runtime=process). Install bubblewrap, or set CONVO_RUNTIME=process to silence this."
     )
-    return ProcessSandboxFactory()
+    return unconfined

@@ -9,6 +9,7 @@ API goes through these methods, never through the storage or the event bus.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from convo.errors import (
     ServerShuttingDown,
     StorageError,
 )
+from convo.runtime.quota import ensure_free_disk
 from convo.services.event_log import EventLog, status_update
 from convo.services.keyed_lock import KeyedLock
 from convo.services.streams import EventFeed, StreamOptions
@@ -146,6 +148,9 @@ class ConversationRecords:
         the user's conversation made with the same key, while kept, is returned instead."""
         if self._closing:
             raise ServerShuttingDown
+        await asyncio.to_thread(  # DiskNearlyFull while the data dir's disk is nearly full
+            ensure_free_disk, self._settings.resolved_data_dir(), self._settings.min_free_disk_mb
+        )
         if idempotency_key is None:
             return await self._create(user_id, request, None)
         async with self._creates.hold(f"{user_id or ''}\n{idempotency_key}"):

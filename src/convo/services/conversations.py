@@ -49,6 +49,7 @@ from convo.errors import (
 )
 from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
+from convo.runtime.quota import ensure_free_disk
 from convo.services.conversation_records import ConversationRecords, check_id
 from convo.services.conversation_records import NewConversation as NewConversation  # re-export
 from convo.services.event_log import EventLog, status_update
@@ -207,9 +208,16 @@ class ConversationManager(ConversationRecords):
         metadata = await self.get_metadata(conversation_id)
         if metadata.user_id != user_id:
             raise ConversationNotFound(conversation_id)  # not the caller's conversation
+        await self._ensure_free_disk()
         status = await self._start_loop(conversation_id, providers_set, metadata)
         assert status is not None  # only a resume declines
         return status
+
+    async def _ensure_free_disk(self) -> None:
+        """Raise DiskNearlyFull while the data dir's disk is nearly full."""
+        await asyncio.to_thread(
+            ensure_free_disk, self._settings.resolved_data_dir(), self._settings.min_free_disk_mb
+        )
 
     async def resume(self, conversation_id: str) -> ConversationStatus | None:
         """Start a loop the store says should run (after a restart); None when it no longer

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -197,7 +197,9 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
             conversation.conversation_id,
             status_update("info", "STATUS$READY", "ready to run"),
         )
-        await conversation.agent.run(conversation.inbox)
+        await _until_sandbox_fails(
+            conversation.agent.run(conversation.inbox), sandbox, conversation.conversation_id
+        )
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the loop must never die silently
@@ -232,6 +234,25 @@ async def _warn_withheld_secrets(
         await emit(
             error_observation(text, error_id=SECRET_WITHHELD, source=EventSource.ENVIRONMENT)
         )
+
+
+async def _until_sandbox_fails(
+    agent_run: Coroutine[Any, Any, None], sandbox: Sandbox, name: str
+) -> None:
+    """Run the agent; if its sandbox fails first (a workspace over its disk quota, whose
+    commands were stopped), cancel the agent and raise the sandbox's error, which ends the
+    conversation with an error event."""
+    agent = asyncio.create_task(agent_run, name=f"agent:{name}")
+    failed = asyncio.create_task(sandbox.wait_failed(), name=f"sandbox-failure:{name}")
+    try:
+        await asyncio.wait((agent, failed), return_when=asyncio.FIRST_COMPLETED)
+        if not agent.done():
+            raise failed.result()
+        agent.result()
+    finally:
+        for task in (agent, failed):
+            task.cancel()
+        await asyncio.gather(agent, failed, return_exceptions=True)
 
 
 def _starts_work(event: Event) -> bool:

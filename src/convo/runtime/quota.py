@@ -1,0 +1,198 @@
+"""Disk limits: one workspace's quota, and the data dir's free space.
+
+A workspace's quota (``CONVO_WORKSPACE_DISK_MB``) is enforced in two ways:
+
+* **by the kernel, per file**: the sandbox's RLIMIT_FSIZE is at most the quota, so no single
+  file can outgrow it (the writer gets SIGXFSZ, "File size limit exceeded");
+* **watched, per workspace**: :class:`QuotaWatch`, a named task owned by the sandbox,
+  measures the workspace (allocated blocks, hard links once, symlinks not followed) and,
+  once it is over its quota, kills the sandbox's shell and everything it started and
+  reports the failure, which stops the conversation with an error event (started again,
+  a conversation over its quota may shrink its workspace, not grow it). It measures
+  again after a pause of at least a second and twenty times the last measurement's
+  duration, so a large workspace costs little; a fast writer can overshoot by what it
+  writes in that pause.
+
+What would enforce it fully in the kernel, and why it is not used: project quotas need the
+data dir's filesystem mounted with ``prjquota`` (ext4/xfs), which convo cannot assume; a
+loop-mounted filesystem image per workspace needs root, a loop device per conversation
+and mounts that outlive a crashed server. The watch works everywhere.
+
+New work is refused while the data dir's disk is nearly full (:func:`ensure_free_disk`),
+so that conversations cannot fill the disk that holds the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from convo.errors import DiskNearlyFull, SandboxError, WorkspaceQuotaExceeded
+from convo.runtime.base import SandboxSpec
+from convo.runtime.limits import ResourceLimits
+from convo.runtime.shell import BashSession
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+_MIN_PAUSE = 1.0
+_MAX_PAUSE = 30.0
+
+
+def disk_usage(root: Path) -> int:
+    """Blocking: bytes allocated below ``root`` (hard links counted once, symlinks not
+    followed, entries that vanish meanwhile skipped)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    todo = [str(root)]
+    while todo:
+        directory = todo.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += info.st_blocks * 512
+            if stat.S_ISDIR(info.st_mode):
+                todo.append(entry.path)
+    return total
+
+
+def ensure_free_disk(path: Path, min_free_mb: int) -> None:
+    """Blocking: raise DiskNearlyFull when ``path``'s filesystem has less than
+    ``min_free_mb`` MiB free for this server."""
+    if min_free_mb <= 0:
+        return
+    target = path
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    free = shutil.disk_usage(target).free
+    if free < min_free_mb * MIB:
+        raise DiskNearlyFull(
+            f"The server's disk is nearly full ({free // MIB} MB free, less than "
+            f"CONVO_MIN_FREE_DISK_MB={min_free_mb}): no conversation is created or started "
+            "until space is freed"
+        )
+
+
+class QuotaWatch:
+    """Measures one workspace until closed; calls ``on_exceeded`` once when it is over."""
+
+    def __init__(
+        self,
+        root: Path,
+        limit_bytes: int,
+        *,
+        name: str,
+        on_exceeded: Callable[[WorkspaceQuotaExceeded], Awaitable[None]],
+    ) -> None:
+        self._root = root
+        self._limit = limit_bytes
+        self._name = name
+        self._on_exceeded = on_exceeded
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._watch(), name=f"workspace-quota:{self._name}")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self) -> None:
+        limit = self._limit
+        first = True
+        while True:
+            began = time.monotonic()
+            try:
+                used = await asyncio.to_thread(disk_usage, self._root)
+            except Exception:  # never silently: the quota would no longer be watched
+                logger.exception("measuring workspace %s failed; retrying", self._root)
+                used = 0
+            if first:  # a workspace already over its quota may shrink, not grow
+                limit, first = max(limit, used), False
+            if used > limit:
+                await self._on_exceeded(
+                    WorkspaceQuotaExceeded(
+                        f"The workspace uses {used / MIB:.0f} MB, over its quota of "
+                        f"{self._limit / MIB:.0f} MB (CONVO_WORKSPACE_DISK_MB): its commands "
+                        "were stopped. Started again, the conversation may delete files but "
+                        "not grow it"
+                    )
+                )
+                return
+            pause = 20 * (time.monotonic() - began)
+            await asyncio.sleep(min(max(_MIN_PAUSE, pause), _MAX_PAUSE))
+
+
+class WorkspaceGuard:
+    """A sandbox's quota: its file-size rlimit, its watch, and the failure it reports."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self._limit = spec.disk_limit_bytes
+        self._name = spec.conversation_id
+        self._watch: QuotaWatch | None = None
+        self._failure: SandboxError | None = None
+        self._failed = asyncio.Event()
+
+    def limit_files(self, limits: ResourceLimits) -> ResourceLimits:
+        """``limits`` with no file larger than the quota."""
+        if self._limit is None:
+            return limits
+        largest = min(self._limit, limits.file_size_bytes or self._limit)
+        return dataclasses.replace(limits, file_size_bytes=largest)
+
+    def ulimit_script(self) -> str:
+        """For a shell with no other limits: the file-size rlimit alone."""
+        if self._limit is None:
+            return ""
+        return f"ulimit -f {max(1, self._limit // 1024)} || exit 97\n"
+
+    def start(self, root: Path, shell: BashSession) -> None:
+        if self._limit is None or self._watch is not None:
+            return
+
+        async def exceeded(error: WorkspaceQuotaExceeded) -> None:
+            logger.warning("conversation %s: %s", self._name, error)
+            self._failure = error
+            self._failed.set()
+            await shell.close()  # every process of the sandbox, now
+
+        self._watch = QuotaWatch(root, self._limit, name=self._name, on_exceeded=exceeded)
+        self._watch.start()
+
+    def check(self) -> None:
+        """Raise the failure, if there was one."""
+        if self._failure is not None:
+            raise self._failure
+
+    async def wait_failed(self) -> SandboxError:
+        await self._failed.wait()
+        assert self._failure is not None
+        return self._failure
+
+    async def close(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.close()
