@@ -147,7 +147,9 @@ async def test_the_checkout_works_inside_the_bubblewrap_sandbox(
     runs confined, and a push authenticates through the credential helper."""
     assert bwrap_available(), "bubblewrap cannot run here: `make system-deps` installs it"
     env = {"GITHUB_TOKEN": TOKEN}
-    box = BwrapSandboxFactory().create(SandboxSpec("c2", tmp_path / "ws", env=env))
+    # the test's git server listens on the host's loopback, which an isolated sandbox
+    # cannot reach (tests/security checks that): this sandbox shares the host's network
+    box = BwrapSandboxFactory(network="host").create(SandboxSpec("c2", tmp_path / "ws", env=env))
     await box.start()
     try:
         events: list[Event] = []
