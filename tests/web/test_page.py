@@ -200,7 +200,7 @@ async def test_a_session_key_is_asked_for_and_kept(
     assert await page.evaluate("window.localStorage.length") == 0
 
 
-async def test_on_a_phone_and_when_the_server_goes_away(
+async def test_on_a_phone_and_when_the_server_goes_away_and_comes_back(
     convo: Any, open_page: Any, tmp_path: Path
 ) -> None:
     served = await convo(SCRIPT)
@@ -218,7 +218,23 @@ async def test_on_a_phone_and_when_the_server_goes_away(
     await expect(page.locator("#conversations li")).to_contain_text("waiting for you")
     assert console.errors == []
 
+    await page.click("#conversations li a")
+    events = page.locator("#events")
+    await expect(events.locator(".message.agent")).to_have_count(1)
+    shown = await events.locator("li").count()
+
     await served.server.terminate(timeout=30)
     banner = page.locator("#banner")
-    await expect(banner).to_be_visible(timeout=15_000)
+    await expect(banner).to_be_visible()
     await expect(banner).to_contain_text("cannot be reached")
+
+    # back on the same port: the stream resumes after the last event it showed, no repeats
+    await served.server.start()
+    await expect(banner).to_be_hidden()
+    await expect(page.locator("#conversation-live")).to_have_text("live")
+    await page.fill("#message", "Now take a long nap")
+    await page.click("#send-message button[type=submit]")
+    await expect(events.locator("pre.command").last).to_have_text("$ sleep 60")
+    assert await events.locator(".message.agent").count() == 1
+    assert await events.locator(".message.user").count() == 2
+    assert await events.locator("li").count() == shown + 2  # the message and the command
