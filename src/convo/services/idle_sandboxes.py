@@ -41,6 +41,7 @@ class ReleasableSandbox:
         self._lock = asyncio.Lock()  # starting, releasing and closing, one at a time
         self.last_used = time.monotonic()
         self.releases = 0  # for tests and benchmarks
+        self._replaced = asyncio.Event()  # set when release() puts a new sandbox in place
 
     @property
     def released(self) -> bool:
@@ -104,6 +105,22 @@ class ReleasableSandbox:
             argv, cwd=cwd, env=env, timeout=timeout, max_output_bytes=max_output_bytes
         )
 
+    async def wait_failed(self) -> SandboxError:
+        """The failure of whichever sandbox is current (a release puts a new one in place)."""
+        while True:
+            name = self._spec.conversation_id
+            failed = asyncio.create_task(self._inner.wait_failed(), name=f"failure:{name}")
+            replaced = asyncio.create_task(self._replaced.wait(), name=f"replaced:{name}")
+            try:
+                await asyncio.wait((failed, replaced), return_when=asyncio.FIRST_COMPLETED)
+                if failed.done():
+                    return failed.result()
+            finally:
+                for task in (failed, replaced):
+                    task.cancel()
+                await asyncio.gather(failed, replaced, return_exceptions=True)
+            self._replaced.clear()
+
     async def release(self) -> bool:
         """Kill the shell and its processes unless a command runs; True if released now.
         The workspace stays; a fresh (not started) sandbox over it takes the old one's place."""
@@ -113,6 +130,7 @@ class ReleasableSandbox:
             await self._inner.close()
             self._processes.unregister(self._spec.conversation_id)
             self._inner = self._factory.create(self._spec)
+            self._replaced.set()
             self._started = False
             self.releases += 1
         logger.info("sandbox of %s: released while idle", self._spec.conversation_id)
