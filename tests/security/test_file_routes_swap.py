@@ -95,6 +95,7 @@ async def _attack_editor(editor: FileEditor, swapping: asyncio.Task[object]) -> 
     return rounds
 
 
+@pytest.mark.timeout(150)  # 20 s of attack, with room for a loaded machine
 async def test_swap_loop_reaches_nothing_outside(tmp_path: Path, outside: Path) -> None:
     settings = make_settings(tmp_path, runtime="sandbox")
     async with serve(settings) as server:

@@ -18,21 +18,34 @@ from convo.errors import SandboxError
 from convo.runtime.base import ExecResult
 
 _STDERR_BYTES = 16 * 1024
+_DRAIN_SECONDS = 5.0
 
 
-async def _read(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
-    """Up to ``limit`` bytes; whether there was more."""
+async def _read(stream: asyncio.StreamReader, limit: int, pid: int | None) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes; whether there was more. With a ``pid``, more kills its process
+    group; without, the rest is read and dropped."""
     data = bytearray()
     while chunk := await stream.read(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            return bytes(data[:limit]), True
-    return bytes(data), False
+        data += chunk[: max(0, limit + 1 - len(data))]
+        if len(data) > limit and pid is not None:
+            _kill_group(pid)
+            break
+    return bytes(data[:limit]), len(data) > limit
 
 
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+async def _drain(*streams: asyncio.StreamReader) -> None:
+    """Read the pipes to their end (their writers are dead), so their transports close; a
+    bounded wait, in case something outside the process group still holds one."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            for stream in streams:
+                while await stream.read(64 * 1024):
+                    pass
 
 
 async def run_once(
@@ -57,7 +70,8 @@ async def run_once(
         raise SandboxError(f"Cannot run {argv[0]!r}: {exc}") from exc
     assert process.stdout is not None and process.stderr is not None
     reading = asyncio.gather(
-        _read(process.stdout, max_output_bytes), _read(process.stderr, _STDERR_BYTES)
+        _read(process.stdout, max_output_bytes, process.pid),
+        _read(process.stderr, _STDERR_BYTES, None),
     )
     reading.add_done_callback(lambda done: done.cancelled() or done.exception())
     timed_out = False
@@ -68,6 +82,7 @@ async def run_once(
     finally:
         _kill_group(process.pid)  # whatever it left behind; a no-op once all is gone
         reading.cancel()
+        await _drain(process.stdout, process.stderr)  # before wait(), which needs the pipes shut
         await process.wait()
     if timed_out:
         return ExecResult(-1, stdout, stderr, timed_out=True)
