@@ -16,17 +16,20 @@ from convo.runtime.fake import FakeSandbox
 
 
 class FakeSandboxFactory:
-    """Gives each conversation a FakeSandbox on its workspace; remembers the specs."""
+    """Gives each conversation a FakeSandbox on its workspace; remembers the specs and the
+    sandboxes."""
 
     name = "fake"
 
     def __init__(self, responses: dict[str, CommandResult] | None = None) -> None:
         self.specs: list[SandboxSpec] = []
+        self.created: list[FakeSandbox] = []
         self.responses = responses or {}
 
     def create(self, spec: SandboxSpec) -> FakeSandbox:
         self.specs.append(spec)
-        return FakeSandbox(spec.workspace, responses=self.responses)
+        self.created.append(FakeSandbox(spec.workspace, responses=self.responses))
+        return self.created[-1]
 
 
 class SlowLLM(ScriptedLLM):
