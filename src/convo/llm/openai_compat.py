@@ -18,9 +18,8 @@ import json
 import logging
 import random
 import time
-from typing import Any
-
-import httpx
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from convo.errors import (
     LLMAuthenticationError,
@@ -31,6 +30,9 @@ from convo.errors import (
 )
 from convo.llm.base import LLMConfig, LLMResponse, LLMUsage, ToolCall
 from convo.llm.model_info import ModelInfo, lookup
+
+if TYPE_CHECKING:  # imported with the pool, in a worker thread (convo.llm.select)
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +54,15 @@ class OpenAICompatClient:
     """One model on one OpenAI-compatible endpoint (an ``LLMClient``)."""
 
     def __init__(
-        self, config: LLMConfig, *, http: httpx.AsyncClient, base_url: str, model_name: str
+        self,
+        config: LLMConfig,
+        *,
+        pool: Callable[[], Awaitable[httpx.AsyncClient]],
+        base_url: str,
+        model_name: str,
     ) -> None:
         self.config = config
-        self._http = http
+        self._pool = pool
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model_name = model_name  # as the endpoint knows it (provider prefix removed)
         self._info: ModelInfo | None = None
@@ -97,9 +104,12 @@ class OpenAICompatClient:
     async def _post(
         self, body: dict[str, Any], headers: dict[str, str], api_key: str | None
     ) -> httpx.Response:
+        http = await self._pool()
+        import httpx  # loaded by the pool already
+
         model = self.config.model
         try:
-            response = await self._http.post(
+            response = await http.post(
                 self._url, json=body, headers=headers, timeout=self.config.timeout_seconds
             )
         except httpx.TimeoutException as exc:

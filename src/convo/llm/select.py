@@ -16,6 +16,7 @@ goes through litellm, imported at that model's first call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,6 +79,7 @@ class LLMClients:
 
     def __init__(self) -> None:
         self._http: httpx.AsyncClient | None = None
+        self._creating: asyncio.Lock | None = None
 
     def __call__(self, config: LLMConfig) -> LLMClient:
         if not config.model:
@@ -95,19 +97,29 @@ class LLMClients:
         from convo.llm.openai_compat import OpenAICompatClient
 
         return OpenAICompatClient(
-            config, http=self._pool(), base_url=chosen.base_url, model_name=chosen.model_name
+            config, pool=self.pool, base_url=chosen.base_url, model_name=chosen.model_name
         )
 
-    def _pool(self) -> httpx.AsyncClient:
-        if self._http is None:
-            import httpx  # at the first light client, not at the server's start
-
-            self._http = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
-            )
+    async def pool(self) -> httpx.AsyncClient:
+        """The shared connection pool, created at the first call. Creating it imports httpx
+        and loads the TLS certificates (tens of milliseconds): in a worker thread, so the
+        server keeps answering meanwhile."""
+        if self._http is not None:
+            return self._http
+        if self._creating is None:
+            self._creating = asyncio.Lock()
+        async with self._creating:
+            if self._http is None:
+                self._http = await asyncio.to_thread(_new_pool)
         return self._http
 
     async def aclose(self) -> None:
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()
+
+
+def _new_pool() -> httpx.AsyncClient:
+    import httpx
+
+    return httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
