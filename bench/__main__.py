@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from bench import agent_loop, sandbox_figures, server_figures, storage_figures
+from bench import agent_loop, first_task, sandbox_figures, server_figures, storage_figures
 from bench.harness import ConvoServer
 from bench.pg import DEFAULT_URL, databases, reachable
 from convo.runtime.select import bwrap_available
@@ -52,6 +52,11 @@ async def measure_backend(
     figures: dict[str, Any] = {}
     work = root / name
     await _guarded(figures, "cold start", server_figures.cold_start(work / "cold", new_url, 3))
+    await _guarded(
+        figures,
+        "first task",
+        first_task.first_task_figures(work / "first", await new_url(), 1 if quick else 3),
+    )
     await _guarded(
         figures, "/start", server_figures.start_latency(work / "start", await new_url(), quick)
     )
@@ -125,6 +130,30 @@ def _f(value: Any, fmt: str) -> str:
 ROWS: list[tuple[str, str, str, str]] = [
     ("cold start to the first 200 on /alive", "cold_start_s", "{:.2f} s", "3.9-4.6 s"),
     ("idle RSS of the server", "idle_rss_mb", "{:.0f} MB", "346 MB"),
+    (
+        "fresh server: create → first action, OpenAI-compatible endpoint",
+        "first_action_light_s",
+        "{:.2f} s",
+        "-",
+    ),
+    (
+        "fresh server: create → first action, model through litellm",
+        "first_action_litellm_s",
+        "{:.2f} s",
+        "-",
+    ),
+    (
+        "server RSS after one task, OpenAI-compatible endpoint",
+        "rss_after_task_light_mb",
+        "{:.0f} MB",
+        "~350 MB",
+    ),
+    (
+        "server RSS after one task, model through litellm",
+        "rss_after_task_litellm_mb",
+        "{:.0f} MB",
+        "-",
+    ),
     (
         "/start on a running conversation, 1 client: median / p99 / req/s",
         "start_running_c1",
