@@ -4,6 +4,8 @@ Every figure comes from real processes on 127.0.0.1: ``convo serve`` subprocesse
 with a fresh data directory (and, for PostgreSQL, a fresh database that is dropped after),
 the ``process`` runtime unless stated, and the scripted LLM server where a model is needed.
 PostgreSQL is measured when ``--postgres`` (default: the local server) is reachable.
+The load table (``bench/load.py``, also runnable alone as ``python -m bench.load``) comes
+last: latencies while ``--load-count`` conversations run at once.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from typing import Any
 
 import psutil
 
-from bench import agent_loop, first_task, sandbox_figures, server_figures, storage_figures
+from bench import (
+    agent_loop,
+    first_task,
+    load,
+    sandbox_figures,
+    server_figures,
+    storage_figures,
+)
 from bench.harness import ConvoServer
 from bench.pg import DEFAULT_URL, databases, reachable
 from convo.runtime.select import bwrap_available
@@ -256,10 +265,15 @@ async def main(args: argparse.Namespace) -> None:
         footprint = await measure_footprint(root, args.quick)
         print("sandboxed workspaces:", flush=True)
         workspaces = await sandbox_figures.run(10 if args.quick else 20)
+        postgres = None if args.no_postgres else args.postgres
+        count = 50 if args.quick else args.load_count
+        under_load = await load.measure(root / "load", count, 20, postgres)
     print(f"\n(took {time.perf_counter() - began:.0f} s)\n")
     print(render(results, footprint, args.quick))
     print("\nworkspace preparation (create → shell ready → first command), one at a time:")
     print(sandbox_figures.format_rows(workspaces))
+    print()
+    print(load.render(under_load, count, 20))
 
 
 if __name__ == "__main__":
@@ -267,4 +281,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer samples, up to 100 idle")
     parser.add_argument("--postgres", default=DEFAULT_URL, help="base URL for fresh databases")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--load-count", type=int, default=200, help="conversations at once in the load table"
+    )
     asyncio.run(main(parser.parse_args()))

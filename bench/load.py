@@ -271,7 +271,7 @@ async def measure(
             )
             print(f"  PostgreSQL: {time.perf_counter() - began:.1f} s", flush=True)
     else:
-        print("  PostgreSQL: not reachable, skipped", flush=True)
+        print(f"  PostgreSQL: {'not reachable, ' if postgres else ''}skipped", flush=True)
     return results
 
 

@@ -53,6 +53,9 @@ class NewConversation:
     git_provider: ProviderType | None = None
     conversation_instructions: str | None = None
     trigger: ConversationTrigger = ConversationTrigger.GUI
+    # The caller starts its loop right away: stored as wanted running with the row itself,
+    # so that the start has nothing more to write (and a crash in between resumes it).
+    start: bool = False
 
 
 class ConversationRecords:
@@ -189,6 +192,7 @@ class ConversationRecords:
                 conversation_instructions=request.conversation_instructions,
                 llm_model=self._settings.llm_model,
                 idempotency_key=idempotency_key,
+                desired_running=request.start,
             )
         )
         if message:

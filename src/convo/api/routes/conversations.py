@@ -153,6 +153,7 @@ async def new_conversation(
             git_provider=body.git_provider,
             conversation_instructions=body.conversation_instructions,
             trigger=trigger,
+            start=True,
         ),
         idempotency_key,
     )
