@@ -8,6 +8,9 @@ import zipfile
 from pathlib import Path
 
 from convo.api.app import Overrides
+from convo.errors import SandboxUnavailable
+from convo.runtime.base import ExecResult, SandboxSpec
+from convo.runtime.fake import FakeSandbox
 from convo.services.conversations import NewConversation
 from tests.api.conftest import RunningServer, ServeFactory
 from tests.stream.helpers import FakeSandboxFactory
@@ -164,3 +167,51 @@ async def test_git_changes_and_diff(server_factory: ServeFactory) -> None:
         outside = await server.client.get(f"{base}/git/diff", params={"path": "../x"})
         assert outside.status_code == 403
         assert (await server.client.get(f"{base}/git/diff")).status_code == 422
+
+
+class _NoSandbox(FakeSandboxFactory):
+    """A runtime whose sandbox cannot start here (bubblewrap missing)."""
+
+    def create(self, spec: SandboxSpec) -> FakeSandbox:
+        box = super().create(spec)
+
+        async def unavailable(*args: object, **kwargs: object) -> ExecResult:
+            raise SandboxUnavailable("bwrap not found; install bubblewrap")
+
+        box.exec = unavailable  # type: ignore[method-assign]
+        return box
+
+
+async def test_git_routes_when_the_sandbox_cannot_run(server_factory: ServeFactory) -> None:
+    async with server_factory(Overrides(sandbox_factory=_NoSandbox())) as server:
+        cid = await _conversation(server, {"a.txt": b"a", ".git/HEAD": b"ref"})
+        answer = await server.client.get(f"/api/conversations/{cid}/git/changes")
+        assert answer.status_code == 503 and "install bubblewrap" in answer.json()["error"]
+
+
+async def test_symlinks_lead_nowhere_outside(server_factory: ServeFactory, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"host secret")
+    async with server_factory(_overrides()) as server:
+        cid = await _conversation(server, {"inner/ok.txt": b"fine"})
+        root = server.manager.workspace_path(cid)
+        (root / "out").symlink_to(outside)
+        (root / "secret.txt").symlink_to(outside / "secret.txt")
+        (root / "alias").symlink_to("/workspace/inner")  # as the agent names it: inside
+        base = f"/api/conversations/{cid}"
+        for name in ("out/secret.txt", "secret.txt"):
+            shown = await server.client.get(f"{base}/select-file", params={"file": name})
+            assert shown.status_code == 403 and "host secret" not in shown.text, name
+        listed = await server.client.get(f"{base}/list-files", params={"path": "out"})
+        assert listed.status_code == 403
+        inside = await server.client.get(f"{base}/select-file", params={"file": "alias/ok.txt"})
+        assert inside.json() == {"code": "fine"}
+        uploaded = await server.client.post(
+            f"{base}/upload-files", files=[("files", ("out/dropped.txt", b"x", "text/plain"))]
+        )
+        assert uploaded.json()["uploaded_files"] == []
+        assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+        archive = await server.client.get(f"{base}/zip-directory")
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+            assert zipped.namelist() == ["inner/ok.txt"]

@@ -22,7 +22,7 @@ import asyncio
 import errno
 from dataclasses import dataclass
 
-from convo.errors import PathOutsideWorkspace, SandboxError
+from convo.errors import PathOutsideWorkspace, SandboxError, SandboxUnavailable
 from convo.runtime.base import ExecResult, Sandbox
 from convo.runtime.workspace import Workspace
 from convo.services.workspace_files import (
@@ -60,6 +60,10 @@ class GitFailed(WorkspaceFileError):
     pass
 
 
+class GitUnavailable(GitFailed):
+    """The sandbox git would run in cannot start on this machine."""
+
+
 @dataclass(frozen=True)
 class Repository:
     prefix: str  # "" for the workspace itself, else "name/"
@@ -74,6 +78,8 @@ async def _git(sandbox: Sandbox, repo: Repository, *args: str) -> ExecResult:
             timeout=GIT_TIMEOUT_SECONDS,
             max_output_bytes=2 * MAX_READ_BYTES,
         )
+    except SandboxUnavailable as exc:
+        raise GitUnavailable(f"git could not run in the sandbox: {exc}") from exc
     except SandboxError as exc:
         raise GitFailed(f"git could not run in the sandbox: {exc}") from exc
 

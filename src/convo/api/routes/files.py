@@ -20,7 +20,13 @@ from convo.api.deps import ManagerDep, SandboxFactoryDep
 from convo.api.routes.conversations import ConversationId
 from convo.errors import ConvoError, PathOutsideWorkspace
 from convo.runtime.base import Sandbox, SandboxSpec
-from convo.services.git_workspace import GitFailed, NotAGitRepository, git_changes, git_diff
+from convo.services.git_workspace import (
+    GitFailed,
+    GitUnavailable,
+    NotAGitRepository,
+    git_changes,
+    git_diff,
+)
 from convo.services.workspace_files import (
     BinaryFile,
     FileMissing,
@@ -47,6 +53,7 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (PathChanged, 409),
     (BinaryFile, 415),
     (FileTooLarge, 413),
+    (GitUnavailable, 503),
     (GitFailed, 500),
 ]
 _HANDLED = (ConvoError, OSError)
