@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from convo.config import Settings
 from convo.domain.conversation import (
@@ -207,6 +209,23 @@ class ConversationRecords:
                     await self._storage.conversations.delete(conversation_id)
                 raise
         return conversation_id
+
+    # --- for the supervisor (through the manager) ------------------------------------
+    async def wanted_running(self) -> list[ConversationMetadata]:
+        return await self._storage.conversations.list_desired_running()
+
+    async def abandon(
+        self,
+        conversation_id: str,
+        events: Sequence[Event],
+        status: dict[str, Any] | None = None,
+    ) -> None:
+        """Store that it should not run (so nothing resumes it), then the events saying why."""
+        await self._storage.conversations.update_fields(conversation_id, desired_running=False)
+        for event in events:
+            await self._log.append(conversation_id, event)
+        if status is not None:
+            await self._log.publish_status(conversation_id, status)
 
     async def update_title(self, conversation_id: str, title: str) -> None:
         await self.get_metadata(conversation_id)

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Sequence
 from typing import Any
 
 from convo.cluster.base import EventBus
@@ -61,7 +60,7 @@ from convo.services.running import LoopDeps, RunningConversation, run_conversati
 from convo.services.shutdown import stop_gracefully
 from convo.services.stopping import StopResult, cancel_and_wait
 from convo.services.supervisor import Supervisor
-from convo.services.user_config import resolve_config, resolve_llm
+from convo.services.user_config import ConversationConfig, resolve_config, resolve_llm
 from convo.services.user_events import USER_ACTIONS, parse_user_event, under_confirmation
 from convo.storage.base import Storage
 
@@ -171,22 +170,6 @@ class ConversationManager(ConversationRecords):
     async def kill_leftovers(self) -> None:
         await asyncio.to_thread(self.processes.kill_leftovers)
 
-    async def wanted_running(self) -> list[ConversationMetadata]:
-        return await self._storage.conversations.list_desired_running()
-
-    async def abandon(
-        self,
-        conversation_id: str,
-        events: Sequence[Event],
-        status: dict[str, Any] | None = None,
-    ) -> None:
-        """Store that it should not run (so nothing resumes it), then the events saying why."""
-        await self._storage.conversations.update_fields(conversation_id, desired_running=False)
-        for event in events:
-            await self._log.append(conversation_id, event)
-        if status is not None:
-            await self._log.publish_status(conversation_id, status)
-
     async def flush_metadata(self) -> None:
         await self.metadata_sync.flush_all()
 
@@ -235,7 +218,11 @@ class ConversationManager(ConversationRecords):
         A loop being stopped is waited for first, so that the new loop starts after the old
         one's STOPPED event instead of being reported as running while it goes away. Only
         this conversation's lock is held, and only until its loop is registered; loops over
-        the user's limit are stopped afterwards, under their own locks."""
+        the user's limit are stopped afterwards, under their own locks. A start reads the
+        user's settings before taking the lock; a resume reads them under it, after it has
+        read (under the lock) that the conversation should still run."""
+        providers_set = providers_set or None
+        config = None if metadata is None else await self._config(metadata, providers_set)
         while True:
             await self._stopped(conversation_id)
             async with self._locks.hold(conversation_id):
@@ -256,8 +243,8 @@ class ConversationManager(ConversationRecords):
                         if not metadata.desired_running:
                             return None
                         logger.info("resuming conversation %s", conversation_id)
-                        providers_set = metadata.providers_set  # the tokens it had before
-                    running = await self._launch(metadata, providers_set or None)
+                        providers_set = metadata.providers_set or None  # the tokens it had
+                    running = await self._launch(metadata, providers_set, config)
                 finally:
                     self._end_start()
             break
@@ -273,17 +260,26 @@ class ConversationManager(ConversationRecords):
         if not self._starts:
             self._no_starts.set()
 
-    async def _launch(
+    async def _config(
         self, metadata: ConversationMetadata, providers_set: list[ProviderType] | None
-    ) -> RunningConversation:
-        """Create and register the loop's task (the conversation's lock is held)."""
-        conversation_id = metadata.conversation_id
-        config = resolve_config(
+    ) -> ConversationConfig:
+        return resolve_config(
             self._settings,
             await self._storage.settings.load_settings(metadata.user_id),
             await self._storage.settings.load_secrets(metadata.user_id),
             providers_set,
         )
+
+    async def _launch(
+        self,
+        metadata: ConversationMetadata,
+        providers_set: list[ProviderType] | None,
+        config: ConversationConfig | None,
+    ) -> RunningConversation:
+        """Create and register the loop's task (the conversation's lock is held)."""
+        conversation_id = metadata.conversation_id
+        if config is None:
+            config = await self._config(metadata, providers_set)
         if not metadata.desired_running or metadata.providers_set != providers_set:
             # stored before the loop exists: a crash from now on resumes it, with these tokens
             await self._storage.conversations.update_fields(
