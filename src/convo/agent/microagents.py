@@ -113,6 +113,15 @@ def _read(workspace: Workspace, path: str) -> str:
     return data.decode("utf-8", errors="replace")[:MAX_FILE_CHARS]
 
 
+def _kind(workspace: Workspace, path: str) -> str:
+    """The kind of ``path``; "other" for a path leading outside the workspace or changed
+    while it was walked."""
+    try:
+        return workspace.kind(path)
+    except (OSError, SandboxError):
+        return "other"
+
+
 def _roots(workspace: Workspace) -> list[str]:
     """The workspace ("") and the directories directly inside it (not symlinks)."""
     try:
@@ -150,7 +159,7 @@ def load_microagents(workspace: Workspace) -> list[Microagent]:
             if entry.is_dir or not name.endswith(".md") or name.lower() == "readme.md":
                 continue
             path = f"{folder}/{entry.name}"
-            if workspace.kind(path) == "file":
+            if _kind(workspace, path) == "file":
                 found.append(_microagent(workspace, path))
     return found
 
@@ -160,7 +169,7 @@ def repository_instructions(workspace: Workspace) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for root in _roots(workspace):
         agents = root + AGENTS_FILE
-        if workspace.kind(agents) == "file":
+        if _kind(workspace, agents) == "file":
             text = _read(workspace, agents)
             if text.strip():
                 found.append((agents, text))
