@@ -12,7 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
-from convo.llm.scripted_server import FINISH, ScriptedLLMServer, http_error, text, tool_call
+from convo.llm.scripted_server import (
+    FINISH,
+    Script,
+    ScriptedLLMServer,
+    http_error,
+    load_scripts,
+    text,
+    tool_call,
+)
 
 BODY: dict[str, Any] = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -125,3 +133,66 @@ async def test_runs_as_a_subprocess(tmp_path: Path) -> None:
         await asyncio.wait_for(process.wait(), 10)
     assert first["choices"][0]["message"]["content"] == "from a file"
     assert second["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "finish"
+
+
+def _conversation(marker: str, answers: int) -> dict[str, Any]:
+    """A request of a conversation whose first message holds ``marker``, after ``answers``."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": f"go {marker}"}]
+    for i in range(answers):
+        messages += [{"role": "assistant", "content": f"a{i}"}, {"role": "user", "content": "on"}]
+    return {"model": "scripted", "messages": messages}
+
+
+def _content(response: httpx.Response) -> str:
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+async def test_each_conversation_follows_its_own_script() -> None:
+    scripts = {
+        "a": Script([text("a0"), text("a1")], when_exhausted=text("a-done")),
+        "b": Script([text("b0")]),
+    }
+    async with ScriptedLLMServer([text("d0"), text("d1")], scripts=scripts) as server:
+        # interleaved: each conversation's position comes from its own messages
+        a0 = await _post(server.base_url, _conversation("[script:a]", 0))
+        b0 = await _post(server.base_url, _conversation("[script:b]", 0))
+        a1 = await _post(server.base_url, _conversation("[script:a]", 1))
+        a1_again = await _post(server.base_url, _conversation("[script:a]", 1))  # a retry
+        a2 = await _post(server.base_url, _conversation("[script:a]", 2))
+        b1 = await _post(server.base_url, _conversation("[script:b]", 1))
+        plain = await _post(server.base_url)  # no marker: the shared cursor, from its start
+    assert [_content(r) for r in (a0, b0, a1, a1_again, a2)] == ["a0", "b0", "a1", "a1", "a-done"]
+    assert b1.status_code == 500  # b's script is exhausted, without a when_exhausted step
+    assert _content(plain) == "d0"
+
+
+async def test_per_conversation_counting_without_markers() -> None:
+    async with ScriptedLLMServer([text("s0"), text("s1")], per_conversation=True) as server:
+        first = await _post(server.base_url, _conversation("", 0))
+        other_first = await _post(server.base_url, _conversation("", 0))
+        second = await _post(server.base_url, _conversation("", 1))
+    assert [_content(r) for r in (first, other_first, second)] == ["s0", "s0", "s1"]
+
+
+async def test_the_request_log_is_bounded() -> None:
+    async with ScriptedLLMServer([], when_exhausted=text("ok"), max_requests=3) as server:
+        for i in range(5):
+            await _post(server.base_url, {**BODY, "n": i})
+    assert [r["n"] for r in server.requests] == [2, 3, 4]
+    assert server.app.served == 5
+
+
+async def test_named_scripts_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "script.json"
+    path.write_text(
+        json.dumps(
+            {
+                "steps": [{"text": "default"}],
+                "per_conversation": True,
+                "scripts": {"x": {"steps": [{"text": "x0"}], "when_exhausted": {"text": "x-end"}}},
+            }
+        )
+    )
+    scripts, per_conversation = load_scripts(path)
+    assert per_conversation and scripts["x"].step(0) == text("x0")
+    assert scripts["x"].step(5) == text("x-end")

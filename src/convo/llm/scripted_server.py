@@ -2,8 +2,18 @@
 
 It answers ``POST /v1/chat/completions`` (and ``/chat/completions``) from a script of steps,
 in order: a tool call, a plain text answer or an HTTP error, each optionally after a delay.
-Every request body is recorded. When the script is exhausted it answers with the
-``when_exhausted`` step (e.g. ``finish``, for benchmarks that loop), or with HTTP 500.
+When the script is exhausted it answers with the ``when_exhausted`` step (e.g. ``finish``,
+for benchmarks that loop), or with HTTP 500. The last ``max_requests`` request bodies are
+kept (``requests``), so a long benchmark does not grow without bound.
+
+One cursor, or one per conversation. By default the steps are served in the order requests
+arrive, whoever sends them. Many conversations at once each follow their own script instead:
+
+- a request whose first user message holds a marker ``[script:NAME]`` follows the named
+  script of ``scripts``;
+- with ``per_conversation=True`` (or a marker) the step is chosen by the number of assistant
+  messages in the request: a conversation's first request gets step 0, the request after
+  its first answer step 1, and so on. A request repeated after a crash gets the same step.
 
 In-process::
 
@@ -14,7 +24,8 @@ As a subprocess (prints ``listening on <base_url>`` once ready, stops on SIGTERM
 
     python -m convo.llm.scripted_server --port 0 --script script.json [--api-key k]
 
-The script file is ``{"steps": [...], "when_exhausted": step | null}`` or a bare list of
+The script file is ``{"steps": [...], "when_exhausted": step | null, "per_conversation": bool,
+"scripts": {"NAME": {"steps": [...], "when_exhausted": step | null}}}`` or a bare list of
 steps; a step is ``{"tool": name, "arguments": {...}}``, ``{"text": "..."}`` or
 ``{"error": 401, "message": "..."}``, each with an optional ``"delay": seconds``.
 
@@ -27,9 +38,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +55,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
+MAX_REQUESTS = 1000  # request bodies kept
+_MARKER = re.compile(r"\[script:([\w.-]+)\]")
 
 
 @dataclass(frozen=True)
@@ -97,15 +112,57 @@ def step_from_json(data: dict[str, Any]) -> ScriptStep:
     raise ValueError(f"Unknown script step: {data!r}")
 
 
-def load_script(path: Path) -> tuple[list[ScriptStep], ScriptStep | None]:
-    """Read a script file; returns the steps and the step used once they run out."""
-    data = json.loads(path.read_text())
+@dataclass(frozen=True)
+class Script:
+    """The steps of one conversation's script and the step once they run out."""
+
+    steps: Sequence[ScriptStep]
+    when_exhausted: ScriptStep | None = None
+
+    def step(self, index: int) -> ScriptStep | None:
+        return self.steps[index] if index < len(self.steps) else self.when_exhausted
+
+
+def script_from_json(data: Any) -> Script:
     if isinstance(data, list):
-        return [step_from_json(s) for s in data], None
+        return Script([step_from_json(s) for s in data])
     exhausted = data.get("when_exhausted")
-    return (
+    return Script(
         [step_from_json(s) for s in data.get("steps", [])],
         step_from_json(exhausted) if exhausted else None,
+    )
+
+
+def load_script(path: Path) -> tuple[list[ScriptStep], ScriptStep | None]:
+    """Read a script file; returns the steps and the step used once they run out."""
+    script = script_from_json(json.loads(path.read_text()))
+    return list(script.steps), script.when_exhausted
+
+
+def load_scripts(path: Path) -> tuple[dict[str, Script], bool]:
+    """A script file's named scripts and whether it counts steps per conversation."""
+    data = json.loads(path.read_text())
+    if isinstance(data, list):
+        return {}, False
+    named = {str(k): script_from_json(v) for k, v in (data.get("scripts") or {}).items()}
+    return named, bool(data.get("per_conversation", False))
+
+
+def script_name(request: dict[str, Any]) -> str | None:
+    """The ``[script:NAME]`` marker of the request's first user message, if any."""
+    for message in request.get("messages") or []:
+        if isinstance(message, dict) and message.get("role") == "user":
+            found = _MARKER.search(json.dumps(message.get("content")))
+            return found.group(1) if found else None
+    return None
+
+
+def assistant_turns(request: dict[str, Any]) -> int:
+    """How many answers the conversation has had: its assistant messages."""
+    return sum(
+        1
+        for message in request.get("messages") or []
+        if isinstance(message, dict) and message.get("role") == "assistant"
     )
 
 
@@ -160,25 +217,38 @@ def completion_body(step: ScriptStep, number: int, request: dict[str, Any]) -> d
 
 # --- the ASGI app ----------------------------------------------------------------------------
 class ScriptedApp:
-    """The ASGI callable: routes, auth, the script cursor and the request log."""
+    """The ASGI callable: routes, auth, the script cursors and the request log."""
 
     def __init__(
-        self, steps: Sequence[ScriptStep], *, api_key: str | None, when_exhausted: ScriptStep | None
+        self,
+        steps: Sequence[ScriptStep],
+        *,
+        api_key: str | None,
+        when_exhausted: ScriptStep | None,
+        scripts: Mapping[str, Script] | None = None,
+        per_conversation: bool = False,
+        max_requests: int = MAX_REQUESTS,
     ) -> None:
         self.steps = list(steps)
         self.api_key = api_key
         self.when_exhausted = when_exhausted
-        self.requests: list[dict[str, Any]] = []
-        self.served = 0
+        self.scripts = dict(scripts or {})
+        self.per_conversation = per_conversation
+        self.requests: deque[dict[str, Any]] = deque(maxlen=max_requests)
+        self.served = 0  # requests answered from a script (or refused as past its end)
+        self._shared = 0  # of them, those that followed the shared cursor
         self.closing = asyncio.Event()  # set on shutdown: cuts delays short
 
-    def _next_step(self) -> ScriptStep | None:
-        if self.served < len(self.steps):
-            step: ScriptStep | None = self.steps[self.served]
-        else:
-            step = self.when_exhausted
+    def _next_step(self, request: dict[str, Any]) -> ScriptStep | None:
         self.served += 1
-        return step
+        name = script_name(request)
+        if name is not None and name in self.scripts:
+            return self.scripts[name].step(assistant_turns(request))
+        default = Script(self.steps, self.when_exhausted)
+        if self.per_conversation or name is not None:
+            return default.step(assistant_turns(request))
+        self._shared += 1
+        return default.step(self._shared - 1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -217,8 +287,8 @@ class ScriptedApp:
         self.requests.append(request)
         if request.get("stream"):
             return 400, error_body(400, "The scripted server does not support stream=true")
-        number = self.served + 1
-        step = self._next_step()
+        step = self._next_step(request)
+        number = self.served
         if step is None:
             return 500, error_body(500, "The script is exhausted")
         if step.delay_seconds:
@@ -284,16 +354,26 @@ class ScriptedLLMServer:
         api_key: str | None = None,
         when_exhausted: ScriptStep | None = None,
         port: int = 0,
+        scripts: Mapping[str, Script] | None = None,
+        per_conversation: bool = False,
+        max_requests: int = MAX_REQUESTS,
     ) -> None:
-        self.app = ScriptedApp(script, api_key=api_key, when_exhausted=when_exhausted)
+        self.app = ScriptedApp(
+            script,
+            api_key=api_key,
+            when_exhausted=when_exhausted,
+            scripts=scripts,
+            per_conversation=per_conversation,
+            max_requests=max_requests,
+        )
         self._port = port
         self._socket: socket.socket | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def requests(self) -> list[dict[str, Any]]:
-        """Every request body that passed the key check, in order."""
+    def requests(self) -> deque[dict[str, Any]]:
+        """The last ``max_requests`` request bodies that passed the key check, in order."""
         return self.app.requests
 
     @property
@@ -356,9 +436,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     steps, exhausted = load_script(args.script) if args.script else ([], None)
+    scripts, per_conversation = load_scripts(args.script) if args.script else ({}, False)
     if exhausted is None and (args.loop_finish or not args.script):
         exhausted = FINISH
-    app = ScriptedApp(steps, api_key=args.api_key, when_exhausted=exhausted)
+    app = ScriptedApp(
+        steps,
+        api_key=args.api_key,
+        when_exhausted=exhausted,
+        scripts=scripts,
+        per_conversation=per_conversation,
+    )
     sock = _bind(args.port)
     print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/v1", flush=True)
     uvicorn.Server(_config(app)).run(sockets=[sock])  # handles SIGTERM/SIGINT itself
