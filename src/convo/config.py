@@ -138,6 +138,47 @@ class Settings(BaseSettings):
         "at most this often (and at every agent state change and stop).",
     )
 
+    # database: pool, timeouts, and what a loop does when a write fails
+    db_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections kept open.")
+    db_max_overflow: int = Field(
+        default=10, ge=0, description="PostgreSQL connections opened beyond the pool at peaks."
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for a free PostgreSQL connection."
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A statement (or a transaction left idle) taking longer fails instead of "
+        "hanging its request: PostgreSQL statement and idle-in-transaction timeouts, client "
+        "command timeout; SQLite busy timeout.",
+    )
+    db_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest wait for a new PostgreSQL connection."
+    )
+    storage_retry_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="A running conversation whose write fails (database unreachable, disk "
+        "full) retries it this long, with backoff, then ends its loop; it is resumed once the "
+        "database is back.",
+    )
+    storage_retry_max_delay_seconds: float = Field(
+        default=5.0, gt=0, description="Longest pause between two tries of a failed write."
+    )
+    disk_reserve_mb: int = Field(
+        default=8,
+        ge=0,
+        description="Space kept in the data dir (a placeholder file) and released when the "
+        "disk fills up, so that conversations can still store an event saying so.",
+    )
+    stalled_loop_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A loop whose agent is running but stored nothing for this long is "
+        "restarted by the supervisor (keep it above the command and LLM timeouts).",
+    )
+
     # runtime
     runtime: Literal["auto", "sandbox", "process"] = Field(
         default="auto", description="auto: sandbox where bubblewrap works, else process."

@@ -8,7 +8,9 @@
     │   ├── UnsupportedUserAction
     │   └── ServerShuttingDown
     ├── StorageError                 storage adapters
-    │   └── RecordNotFound
+    │   ├── RecordNotFound
+    │   ├── StorageUnavailable       the database cannot be reached or timed out (retry)
+    │   └── StorageFull              the disk under the database is full (retry once freed)
     ├── SandboxError                 runtime adapters
     │   ├── SandboxUnavailable
     │   ├── PathOutsideWorkspace
@@ -78,6 +80,16 @@ class StorageError(ConvoError):
 
 class RecordNotFound(StorageError):
     """A row that was asked for does not exist."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached, dropped the connection or did not answer in time.
+
+    Transient: the same write may be tried again once the database is back."""
+
+
+class StorageFull(StorageError):
+    """The disk under the database is full; writes fail until space is freed."""
 
 
 # --- runtime -----------------------------------------------------------------------------

@@ -18,4 +18,4 @@ async def test_health_names_the_sandbox_when_bubblewrap_works(
 ) -> None:
     async with server_factory(runtime="sandbox") as server:
         health = (await server.client.get("/health")).json()
-        assert health == {"status": "ok", "runtime": "sandbox"}
+        assert health == {"status": "ok", "runtime": "sandbox", "database": "ok", "disk": "ok"}

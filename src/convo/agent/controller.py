@@ -37,7 +37,12 @@ from convo.agent.failures import (
 from convo.agent.metrics import LLMMetrics
 from convo.agent.microagents import recall
 from convo.agent.prompts import build_system_prompt
-from convo.agent.recovery import interrupted_actions, iterations_since_user, unanswered
+from convo.agent.recovery import (
+    JournalView,
+    interrupted_actions,
+    iterations_since_user,
+    unanswered,
+)
 from convo.agent.stuck import detect_stuck
 from convo.agent.tools import (
     InvalidToolCall,
@@ -54,7 +59,7 @@ from convo.domain.events import (
     error_observation,
     message_action,
 )
-from convo.errors import LLMBadRequestError, LLMError
+from convo.errors import LLMBadRequestError, LLMError, StorageError
 from convo.llm.base import LLMClient, LLMResponse, ToolCall
 from convo.runtime.base import Sandbox
 
@@ -91,6 +96,8 @@ class Agent:
         config: AgentConfig,
         history: Sequence[Event] = (),
         editor: Editor | None = None,
+        journal: JournalView | None = None,
+        on_resumed_action: EventSink | None = None,
     ) -> None:
         self._llm = llm
         self._sandbox = sandbox
@@ -109,6 +116,8 @@ class Agent:
         self._pending: Event | None = None  # the action awaiting the user's confirmation
         self._parked: tuple[list[ToolCall], LLMResponse] | None = None  # calls still to run
         self._resume_state: AgentState | None = None  # after a user's confirmed action
+        self._journal = journal  # what a dead loop recorded of its actions
+        self._on_resumed_action = on_resumed_action  # told before a stored action runs late
 
     @property
     def state(self) -> AgentState:
@@ -139,15 +148,22 @@ class Agent:
                 await self._guarded(self._apply(event))
 
     async def _guarded(self, work: Awaitable[None]) -> None:
-        """Run one unit of work; an unexpected exception becomes an error event + ERROR."""
+        """Run one unit of work; an unexpected exception becomes an error event + ERROR.
+
+        A StorageError (the sink gave up storing an event) ends ``run``: without its event
+        log the agent cannot go on, and its loop is resumed once storage is back."""
         try:
             await work
+        except StorageError:
+            raise
         except Exception as exc:
             logger.exception("Unexpected error in the agent loop")
             try:
                 await self._fail(
                     f"Unexpected error in the agent: {type(exc).__name__}: {exc}", ERROR_UNEXPECTED
                 )
+            except StorageError:
+                raise
             except Exception:
                 logger.exception("Could not record the agent loop's error")
                 self._state = AgentState.ERROR
@@ -155,20 +171,16 @@ class Agent:
     async def _recover(self, inbox: asyncio.Queue[Event]) -> None:
         """Close actions a dead loop left open, then pick the first state.
 
+        An action whose command finished (the ``journal`` kept its result) gets that result:
+        running it again could repeat a non-idempotent command. One whose command never
+        started runs now. Only one cut off while running is reported as interrupted.
+
         User messages already queued count as unanswered, so the first state is RUNNING
         straight away; other queued events are applied after it, in order. An event queued
         while the loop was starting may also be in the stored history it was built from: it
         is not added to the history twice.
         """
-        for action in interrupted_actions(self._history):
-            await self._emit(
-                tool_error(
-                    "The action was interrupted (the conversation was restarted) and did not "
-                    "finish; run it again if it is still needed.",
-                    error_id=ERROR_INTERRUPTED,
-                    action=action,
-                )
-            )
+        await self._close_interrupted()
         queued: list[Event] = []
         while not inbox.empty():
             queued.append(inbox.get_nowait())
@@ -193,6 +205,29 @@ class Agent:
         for event in queued:
             if not _is_user_message(event):
                 await self._apply(event, in_history=event.id in known)
+
+    async def _close_interrupted(self) -> None:
+        """The observation of each action a dead loop left without one (see ``_recover``)."""
+        for action in interrupted_actions(self._history):
+            fate, result = (
+                self._journal.fate(action) if self._journal is not None else ("cut_off", action)
+            )
+            if fate == "finished":
+                await self._emit(result)
+                continue
+            if fate == "not_started":
+                if self._on_resumed_action is not None:
+                    await self._on_resumed_action(action)
+                await self._execute(action, str(action.action))
+                continue
+            await self._emit(
+                tool_error(
+                    "The action was interrupted (the conversation was restarted) and did not "
+                    "finish; run it again if it is still needed.",
+                    error_id=ERROR_INTERRUPTED,
+                    action=action,
+                )
+            )
 
     async def _drain_then_step(self, inbox: asyncio.Queue[Event]) -> None:
         await asyncio.sleep(0)  # let others run between steps, even when nothing else awaits

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 from convo.agent.history import since_last_user_message
 from convo.domain.conversation import AgentState
@@ -33,6 +35,24 @@ def interrupted_actions(history: Sequence[Event]) -> list[Event]:
         # an action awaiting confirmation never runs itself (its decided copy does)
         and (e.args or {}).get("confirmation_state") != "awaiting_confirmation"
     ]
+
+
+@dataclass(frozen=True)
+class JournalView:
+    """What a dead loop recorded of its actions (``services.action_journal``)."""
+
+    started: int | None = None  # the last action whose command was started
+    results: Mapping[int, Event] = field(default_factory=dict)  # action id -> its result
+
+    def fate(self, action: Event) -> tuple[Literal["finished", "cut_off", "not_started"], Event]:
+        """What happened to ``action``'s command: it finished (with this observation), it was
+        cut off while running, or it never started. Without a record of it: cut off."""
+        found = self.results.get(action.id)
+        if found is not None and found.observation is not None and found.cause == action.id:
+            return "finished", found
+        if self.started is not None and action.id > self.started:
+            return "not_started", action
+        return "cut_off", action
 
 
 def _ends_turn(event: Event) -> bool:

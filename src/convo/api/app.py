@@ -68,10 +68,20 @@ class Overrides:
 def _default_storage(settings: Settings) -> Storage:
     from convo.storage import open_storage
     from convo.storage.at_rest import load_sealer
+    from convo.storage.engine import EngineOptions
 
     key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    options = EngineOptions(
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout_seconds=settings.db_pool_timeout_seconds,
+        statement_timeout_seconds=settings.db_statement_timeout_seconds,
+        connect_timeout_seconds=settings.db_connect_timeout_seconds,
+    )
     return open_storage(
-        settings.resolved_database_url(), load_sealer(settings.resolved_data_dir(), key)
+        settings.resolved_database_url(),
+        load_sealer(settings.resolved_data_dir(), key),
+        options,
     )
 
 

@@ -1,4 +1,8 @@
-"""Domain errors → HTTP status codes. The only module that knows both."""
+"""Domain errors → HTTP status codes. The only module that knows both.
+
+A storage outage (``StorageUnavailable``, ``StorageFull``) answers 503 with ``Retry-After``
+and is logged once per outage (``StorageHealth``), not once per request.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from convo.errors import (
     SandboxError,
     ServerShuttingDown,
     StorageError,
+    StorageFull,
+    StorageUnavailable,
     UnsupportedUserAction,
 )
 
@@ -43,9 +49,18 @@ def status_for(exc: ConvoError) -> int:
     return 500
 
 
-async def _convo_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _convo_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ConvoError)
     code = status_for(exc)
+    if isinstance(exc, StorageUnavailable | StorageFull):
+        manager = getattr(request.app.state, "manager", None)
+        retry_after = 5
+        if manager is not None:
+            manager.health.failed(exc)  # logs the outage once
+            retry_after = manager.health.retry_after()
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=code, headers={"Retry-After": str(retry_after)}
+        )
     if code >= 500:
         logger.error("request failed: %s", exc)
     return JSONResponse({"detail": str(exc)}, status_code=code)

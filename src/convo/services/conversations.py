@@ -44,13 +44,16 @@ from convo.errors import (
     ConversationNotFound,
     RecordNotFound,
     ServerShuttingDown,
+    StorageError,
     UnsupportedUserAction,
 )
 from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
 from convo.runtime.quota import ensure_free_disk
+from convo.services.action_journal import ActionJournal
 from convo.services.conversation_records import ConversationRecords, check_id
 from convo.services.conversation_records import NewConversation as NewConversation  # re-export
+from convo.services.durable_writes import DurableWriter, RetryPolicy
 from convo.services.event_log import EventLog, status_update
 from convo.services.idle_sandboxes import ReleasableSandboxes
 from convo.services.keyed_lock import KeyedLock
@@ -59,6 +62,7 @@ from convo.services.orphans import ProcessRegistry
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
 from convo.services.shutdown import stop_gracefully
 from convo.services.stopping import StopResult, cancel_and_wait
+from convo.services.storage_health import DiskReserve, StorageHealth
 from convo.services.supervisor import Supervisor
 from convo.services.user_config import ConversationConfig, resolve_config, resolve_llm
 from convo.services.user_events import USER_ACTIONS, parse_user_event, under_confirmation
@@ -91,6 +95,14 @@ class ConversationManager(ConversationRecords):
         self.metadata_sync = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
         self.processes = ProcessRegistry(settings.resolved_data_dir() / "run")
         self.supervisor = Supervisor(self, settings)
+        self.health = StorageHealth()
+        self.writer = DurableWriter(
+            self._log,
+            self.health,
+            DiskReserve(settings.resolved_data_dir(), settings.disk_reserve_mb * 2**20),
+            RetryPolicy(settings.storage_retry_seconds, settings.storage_retry_max_delay_seconds),
+        )
+        self.journal = ActionJournal(settings.resolved_data_dir() / "results")
         self._deps = LoopDeps(
             event_log=self._log,
             sandbox_factory=ReleasableSandboxes(sandbox_factory, self.processes),
@@ -101,12 +113,15 @@ class ConversationManager(ConversationRecords):
             processes=self.processes,
             on_event=self._on_event,
             on_exit=self._on_exit,
+            writer=self.writer,
+            journal=self.journal,
             llm_config=self._current_llm_config,
         )
 
     # --- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> ConversationManager:
         """Kill what a killed predecessor left, resume what should run, then supervise."""
+        await self.writer.reserve.ensure()
         self.metadata_sync.start()
         await self.supervisor.start()
         return self
@@ -308,6 +323,13 @@ class ConversationManager(ConversationRecords):
             wait_seconds=self._settings.stop_timeout_seconds,
         )
 
+    async def interrupt(self, conversation_id: str) -> StopResult:
+        """End the loop without recording a stop: it should run, and is resumed by the
+        supervisor (a loop that stopped making progress)."""
+        return await self._stop(
+            conversation_id, record_stop=False, wait_seconds=self._settings.stop_timeout_seconds
+        )
+
     async def delete(self, conversation_id: str) -> bool:
         check_id(conversation_id)
         with contextlib.suppress(RecordNotFound):  # nothing may resume it while it goes
@@ -318,6 +340,7 @@ class ConversationManager(ConversationRecords):
         deleted = await self._storage.conversations.delete(conversation_id)
         workspace = self.workspace_path(conversation_id)
         await asyncio.to_thread(shutil.rmtree, workspace, True)
+        self.journal.forget(conversation_id)
         return deleted
 
     async def send_user_event(self, conversation_id: str, data: dict[str, Any]) -> Event:
@@ -435,11 +458,17 @@ class ConversationManager(ConversationRecords):
             del self._running[running.conversation_id]
 
     async def _on_exit(self, running: RunningConversation, failure: BaseException | None) -> None:
-        """Runs as the loop's task ends, however it ends: the status is STOPPED at once."""
+        """Runs as the loop's task ends, however it ends: the status is STOPPED at once.
+
+        A loop that failed is not resumed, unless storage failed it: that one should run
+        again once storage is back (the stored state could not be written anyway)."""
         self._discard(running)
-        fields: dict[str, object] = {"desired_running": False} if failure is not None else {}
+        failed = failure is not None and not isinstance(failure, StorageError)
+        fields: dict[str, object] = {"desired_running": False} if failed else {}
         try:
             await self.metadata_sync.flush(running.conversation_id, **fields)
+        except StorageError as exc:
+            self.health.failed(exc)
         except Exception:
             logger.exception("could not record the end of %s", running.conversation_id)
         self.metadata_sync.forget(running.conversation_id)

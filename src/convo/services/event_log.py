@@ -31,6 +31,24 @@ class EventLog:
         await self._bus.publish(conversation_id, stored.to_wire())
         return stored
 
+    async def find_stored(
+        self, conversation_id: str, event: Event, secrets: Iterable[str] = (), recent: int = 50
+    ) -> Event | None:
+        """The event as stored, if one of the last ``recent`` events is it (same content and
+        timestamp): tells whether an append whose outcome was lost did commit."""
+        wanted = mask_secrets(event, secrets).to_wire()
+        wanted.pop("id", None)
+        for stored in await self._store.list(conversation_id, reverse=True, limit=recent):
+            wire = stored.to_wire()
+            wire.pop("id", None)
+            if wire == wanted:
+                return stored
+        return None
+
+    async def publish_event(self, conversation_id: str, event: Event) -> None:
+        """Publish an event that is stored already."""
+        await self._bus.publish(conversation_id, event.to_wire())
+
     async def publish_status(self, conversation_id: str, payload: dict[str, Any]) -> None:
         await self._bus.publish(conversation_id, payload)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from convo.domain.conversation import utcnow
 from convo.domain.events import ActionType, Event, ObservationType
-from convo.errors import RecordNotFound, StorageError
+from convo.errors import RecordNotFound, StorageError, StorageFull, StorageUnavailable
 from convo.storage.base import ConversationStore
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,10 @@ class MetadataSync:
         for conversation_id in due:
             try:
                 await self.flush(conversation_id)
+            except (StorageUnavailable, StorageFull) as exc:  # an outage: logged where it
+                logger.debug("metadata of %s waits: %s", conversation_id, exc)  # is noticed
+                self._due.update(due)  # written at the next wake
+                break
             except StorageError as exc:
                 logger.warning("could not write the metadata of %s: %s", conversation_id, exc)
 
@@ -121,6 +125,8 @@ class MetadataSync:
         for conversation_id in list(self._pending):
             try:
                 await self.flush(conversation_id)
+            except (StorageUnavailable, StorageFull):
+                raise  # an outage: the caller notes it (once), the next round tries again
             except StorageError:
                 logger.exception("could not write the metadata of %s", conversation_id)
 

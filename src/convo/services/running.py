@@ -5,8 +5,14 @@ The task body prepares the sandbox (status STARTING), then hands over to the age
 ends, and a failure becomes an error event and a truthful status, never a silent hang.
 
 The same body resumes a conversation after a restart: the agent is rebuilt from the stored
-events (an action left without its result gets an "interrupted" observation), in the same
-workspace, with a new shell.
+events, in the same workspace, with a new shell. An action left without its result gets the
+result the ``ActionJournal`` kept for it (the command had finished), or else an
+"interrupted" observation.
+
+Writes go through the ``DurableWriter``: a failed write is tried again through a storage
+outage, and the loop carries on where it was. Past the retry limit the loop ends without
+touching the stored state (it cannot): the supervisor resumes it once storage is back, and
+the resumed loop stores the event telling what happened first.
 
 Safe points, for a graceful shutdown: a conversation is at one unless an action of the agent
 was stored and its observation was not yet (a command is running). Once ``draining`` is set,
@@ -20,7 +26,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,10 +38,14 @@ from convo.domain.events import (
     EventSource,
     agent_state_changed,
     error_observation,
+    mask_secrets,
     mask_text,
 )
+from convo.errors import StorageError
 from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
+from convo.services.action_journal import ActionJournal
+from convo.services.durable_writes import DurableWriter
 from convo.services.event_log import EventLog, status_update
 from convo.services.live_llm import LiveLLM
 from convo.services.orphans import ProcessRegistry
@@ -78,6 +88,11 @@ class RunningConversation:
     @property
     def agent_state(self) -> AgentState | None:
         return self.agent.state if self.agent is not None else None
+
+    def note_started(self, action: Event) -> None:
+        """A stored action's command starts now (late: after a resume)."""
+        self.pending_action = action.id
+        self._safe.clear()
 
     def note_stored(self, event: Event) -> None:
         """Track the action in flight, for safe points."""
@@ -123,6 +138,8 @@ class LoopDeps:
     processes: ProcessRegistry
     on_event: Callable[[RunningConversation, Event], Awaitable[None]]
     on_exit: Callable[[RunningConversation, BaseException | None], Awaitable[None]]
+    writer: DurableWriter
+    journal: ActionJournal
     # the conversation's LLM configuration as it is now (the user's saved settings over the
     # server's); None: the one it started with, for good
     llm_config: Callable[[RunningConversation], Awaitable[LLMConfig | None]] | None = None
@@ -148,19 +165,39 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
     """The body of a conversation's task."""
     secrets = conversation.config.secret_values()
 
+    conversation_id = conversation.conversation_id
+
     async def emit(event: Event) -> Event:
         if conversation.draining and _starts_work(event):
             await conversation.park()
-        stored = await deps.event_log.append(conversation.conversation_id, event, secrets)
+        result = _answers_pending(conversation, event)
+        if result:  # kept before it is stored: a crash from now on does not lose it
+            await deps.journal.record(conversation_id, mask_secrets(event, secrets))
+        stored = await deps.writer.append(conversation_id, event, secrets)
+        if result:
+            deps.journal.stored(conversation_id, stored)
         conversation.note_stored(stored)
+        if conversation.pending_action == stored.id:  # its command starts now
+            await deps.journal.started(conversation_id, stored.id)
         conversation.touch()
-        await deps.on_event(conversation, stored)
+        try:
+            await deps.on_event(conversation, stored)
+        except StorageError as exc:  # metadata only: the next write catches up
+            deps.writer.health.failed(exc)
         return stored
+
+    async def resumed_action(action: Event) -> Event:
+        conversation.note_started(action)
+        await deps.journal.started(conversation_id, action.id)
+        return action
 
     failure: BaseException | None = None
     try:
         await emit(agent_state_changed(AgentState.LOADING))
         await _warn_withheld_secrets(conversation, emit)
+        notice = deps.writer.take_notice(conversation_id)
+        if notice is not None:  # why the previous loop ended
+            await emit(notice)
         sandbox = deps.sandbox_factory.create(
             SandboxSpec(
                 conversation_id=conversation.conversation_id,
@@ -191,6 +228,8 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 condenser=conversation.config.condenser,
             ),
             history=history,
+            journal=await deps.journal.view(conversation_id),
+            on_resumed_action=resumed_action,
         )
         conversation.status = ConversationStatus.RUNNING
         await deps.event_log.publish_status(
@@ -204,12 +243,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         raise
     except Exception as exc:  # the loop must never die silently
         failure = exc
-        logger.error(  # the traceback with secrets masked: an exception may quote one
-            "conversation %s failed:\n%s",
-            conversation.conversation_id,
-            mask_text("".join(traceback.format_exception(exc)), secrets),
-        )
-        await _report_failure(conversation, deps, emit, exc)
+        await _failed(conversation, deps, emit, exc, secrets)
     finally:
         conversation.ending = True
         if conversation.sandbox is not None:
@@ -255,12 +289,38 @@ async def _until_sandbox_fails(
         await asyncio.gather(agent, failed, return_exceptions=True)
 
 
+def _answers_pending(conversation: RunningConversation, event: Event) -> bool:
+    """The observation of the action in flight (its command's result)."""
+    pending = conversation.pending_action
+    return pending is not None and event.observation is not None and event.cause == pending
+
+
 def _starts_work(event: Event) -> bool:
     """An agent action that runs now (one waiting for, or refused, confirmation does not)."""
     if event.source != EventSource.AGENT or event.action not in EXECUTABLE_ACTIONS:
         return False
     state = (event.args or {}).get("confirmation_state")
     return state not in ("awaiting_confirmation", "rejected")
+
+
+async def _failed(
+    conversation: RunningConversation,
+    deps: LoopDeps,
+    emit: Callable[[Event], Awaitable[Event]],
+    exc: Exception,
+    secrets: Iterable[str],
+) -> None:
+    conversation_id = conversation.conversation_id
+    if isinstance(exc, StorageError):  # retried to the limit: resumed once storage is back
+        deps.writer.defer_notice(conversation_id, exc)
+        logger.warning("conversation %s paused, storage failing: %s", conversation_id, exc)
+        return
+    logger.error(  # the traceback with secrets masked: an exception may quote one
+        "conversation %s failed:\n%s",
+        conversation_id,
+        mask_text("".join(traceback.format_exception(exc)), secrets),
+    )
+    await _report_failure(conversation, deps, emit, exc)
 
 
 async def _report_failure(

@@ -7,12 +7,18 @@ the event log in the same workspace; with ``"stop"`` it is marked stopped, with 
 saying why. Oldest first, so that the per-user limit keeps the most recently active ones.
 
 Every ``reconcile_interval_seconds`` it does the same again (a loop that should run and does
-not is resumed, whatever the reason), closes idle loops nobody listens to, and writes the
-metadata still pending. It is one named task, owned by the ConversationManager, cancelled
-on shutdown; a failing round is logged and the next one runs as usual.
+not is resumed, whatever the reason: a loop that gave up during a storage outage is resumed
+once storage answers again), restarts a loop that stopped making progress (its agent
+running, nothing stored for ``stalled_loop_seconds``), closes idle loops nobody listens to,
+and writes the metadata still pending. While the data dir's disk is full nothing is resumed:
+each conversation that should run gets an error event saying why (in the space the disk
+reserve frees), and resumes once there is room. It is one named task, owned by the
+ConversationManager, cancelled on shutdown; a failing round is logged and the next one runs
+as usual.
 
 It sees the manager only through ``Supervised``, the few things a supervisor needs: what
-should run, what runs, resume, stop, and recording why a conversation is not running.
+should run, what runs, resume, stop, interrupt, recording why a conversation is not running,
+and the state of storage.
 
 It assumes it is the only server using its database: several servers sharing a PostgreSQL
 database would each resume the others' conversations.
@@ -31,11 +37,13 @@ from typing import Any, Protocol
 from convo.config import Settings
 from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
 from convo.domain.events import Event, EventSource, agent_state_changed, error_observation
-from convo.errors import ConvoError, RecordNotFound
+from convo.errors import ConvoError, RecordNotFound, StorageError, StorageFull
+from convo.services.durable_writes import DurableWriter
 from convo.services.event_log import status_update
 from convo.services.idle_sandboxes import ReleasableSandbox
 from convo.services.running import RunningConversation
 from convo.services.stopping import StopResult
+from convo.services.storage_health import StorageHealth
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +86,17 @@ class Supervised(Protocol):
     async def flush_metadata(self) -> None:
         """Write the metadata still pending."""
 
+    async def interrupt(self, conversation_id: str) -> StopResult:
+        """End its loop without recording a stop: the next round resumes it."""
+
+    @property
+    def health(self) -> StorageHealth:
+        """The current storage outage, if any."""
+
+    @property
+    def writer(self) -> DurableWriter:
+        """The loops' writes (the disk reserve, the full-disk events)."""
+
 
 @dataclass
 class Reconciliation:
@@ -115,13 +134,17 @@ class Supervisor:
             await asyncio.sleep(self._settings.reconcile_interval_seconds)
             try:
                 await self.run_round()
+            except StorageError as exc:  # logged once per outage
+                self._manager.health.failed(exc)
             except Exception:
                 logger.exception("supervisor round failed")
 
     async def run_round(self) -> Reconciliation:
-        await self.reap_idle()
-        await self.release_idle_sandboxes()
-        await self._manager.flush_metadata()
+        await self.restart_stalled()
+        if not self._manager.health.down:  # both write: wait for storage to be back
+            await self.reap_idle()
+            await self.release_idle_sandboxes()
+            await self._manager.flush_metadata()
         return await self.reconcile()
 
     # --- reconciling -------------------------------------------------------------------
@@ -131,9 +154,18 @@ class Supervisor:
         result = Reconciliation()
         if self._manager.closing:
             return result
-        wanted = await self._manager.wanted_running()
+        health = self._manager.health
+        try:
+            wanted = await self._manager.wanted_running()
+        except StorageError as exc:  # logged once per outage; the next round tries again
+            health.failed(exc)
+            return result
+        if not health.full:
+            health.recovered()
         orphaned = [m for m in wanted if not self._manager.is_running(m.conversation_id)]
         orphaned.sort(key=lambda m: m.last_updated_at)
+        if orphaned and not await self._disk_has_room([m.conversation_id for m in orphaned]):
+            return result
         for metadata in orphaned:
             conversation_id = metadata.conversation_id
             try:
@@ -142,6 +174,9 @@ class Supervisor:
                     result.stopped.append(conversation_id)
                 elif await self._manager.resume(conversation_id) is not None:
                     result.resumed.append(conversation_id)
+            except StorageError as exc:  # storage went away again: the next round retries
+                health.failed(exc)
+                break
             except Exception as exc:  # one conversation must not keep the others (or the
                 if self._manager.closing:  # server's start-up) from resuming
                     break
@@ -156,6 +191,18 @@ class Supervisor:
                 len(result.failed),
             )
         return result
+
+    async def _disk_has_room(self, conversation_ids: list[str]) -> bool:
+        """False while the disk is full: each of these conversations is told why it does not
+        resume (once per full disk), and resumes in a later round."""
+        writer = self._manager.writer
+        if not writer.health.full and not writer.reserve.has_room():
+            writer.health.failed(StorageFull("The disk of the data dir is full"))
+        if await writer.wait_for_room():
+            return True
+        for conversation_id in conversation_ids:
+            await writer.tell_disk_full(conversation_id, resuming=True)
+        return False
 
     async def _mark_stopped(self, metadata: ConversationMetadata) -> None:
         conversation_id = metadata.conversation_id
@@ -212,6 +259,24 @@ class Supervisor:
                         "could not release the sandbox of %s", conversation.conversation_id
                     )
         return released
+
+    async def restart_stalled(self) -> list[str]:
+        """Restart loops whose agent is running but that stored nothing for too long."""
+        limit = self._settings.stalled_loop_seconds
+        now = time.monotonic()
+        stalled = [
+            c.conversation_id
+            for c in self._manager.running_conversations()
+            if c.agent_state is AgentState.RUNNING and now - c.last_active > limit
+        ]
+        for conversation_id in stalled:
+            logger.warning(
+                "conversation %s stored nothing for %.0f s while running: restarting its loop",
+                conversation_id,
+                limit,
+            )
+            await self._manager.interrupt(conversation_id)
+        return stalled
 
     async def reap_idle(self) -> list[str]:
         """Close loops idle longer than ``idle_close_seconds`` with nobody listening (their

@@ -15,18 +15,22 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from convo.storage.at_rest import Sealer
+    from convo.storage.engine import EngineOptions
     from convo.storage.sql import SqlStorage
 
 __all__ = ["open_storage"]
 
 
-def open_storage(url: str, sealer: Sealer | None = None) -> SqlStorage:
+def open_storage(
+    url: str, sealer: Sealer | None = None, options: EngineOptions | None = None
+) -> SqlStorage:
     """SQL storage for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...`` URLs.
 
     ``sealer`` (``convo.storage.at_rest.load_sealer``) seals secrets at rest; a server always
     passes one, tools reading only conversations may leave it out (secrets are then stored
-    and read as plain JSON). The schema is not touched until ``await storage.migrate()``.
+    and read as plain JSON). ``options``: pool and timeouts. The schema is not touched until
+    ``await storage.migrate()``.
     """
     from convo.storage.sql import SqlStorage
 
-    return SqlStorage.from_url(url, sealer)
+    return SqlStorage.from_url(url, sealer, options)

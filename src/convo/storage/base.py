@@ -108,4 +108,7 @@ class Storage(Protocol):
     async def migrate(self) -> None:
         """Bring the schema up to date (idempotent)."""
 
+    async def ping(self) -> None:
+        """Raise StorageError unless the backend answers a trivial query now."""
+
     async def aclose(self) -> None: ...

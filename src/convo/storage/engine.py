@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +30,30 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
     "PRAGMA secure_delete=ON",  # a replaced row (a secret sealed late) leaves no old bytes
 )
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Pool and timeouts (``CONVO_DB_*``). A stalled database fails a statement after
+    ``statement_timeout_seconds`` instead of hanging its caller.
+
+    PostgreSQL: ``pool_size`` + ``max_overflow`` connections at most, a wait of at most
+    ``pool_timeout_seconds`` for one; the server cancels a statement running longer than
+    the statement timeout and ends a session idle in a transaction for longer than that; the
+    client gives up on a connection attempt after ``connect_timeout_seconds`` and on any
+    command (also over a network that drops packets) a second after the statement timeout.
+    SQLite: the statement timeout is its busy timeout (waiting for another process's lock).
+    """
+
+    pool_size: int = 10
+    max_overflow: int = 10
+    pool_timeout_seconds: float = 10.0
+    statement_timeout_seconds: float = 5.0
+    connect_timeout_seconds: float = 5.0
+
 
 # Any constant works; it only has to be the same in every convo process of one database.
 _MIGRATION_LOCK_KEY = 0x636F6E766F  # "convo"
@@ -40,13 +61,14 @@ _MIGRATION_LOCK_KEY = 0x636F6E766F  # "convo"
 _SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg"}
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, options: EngineOptions | None = None) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``.
 
     For a SQLite file the parent directory is created, the file is made private (0600) and
-    every connection gets WAL mode, ``synchronous=NORMAL``, a 5 s busy timeout, foreign keys
+    every connection gets WAL mode, ``synchronous=NORMAL``, the busy timeout, foreign keys
     and ``secure_delete`` on.
     """
+    options = options or EngineOptions()
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -57,27 +79,48 @@ def make_engine(url: str) -> AsyncEngine:
             "use sqlite+aiosqlite:///path or postgresql+asyncpg://..."
         )
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
-    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
+        return _sqlite_engine(url, parsed.database, options)
+    return _postgres_engine(url, options)
+
+
+def _postgres_engine(url: str, options: EngineOptions) -> AsyncEngine:
+    statement_ms = str(round(options.statement_timeout_seconds * 1000))
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        pool_size=options.pool_size,
+        max_overflow=options.max_overflow,
+        pool_timeout=options.pool_timeout_seconds,
+        connect_args={
+            "timeout": options.connect_timeout_seconds,
+            "command_timeout": options.statement_timeout_seconds + 1.0,
+            "server_settings": {
+                "statement_timeout": statement_ms,
+                "idle_in_transaction_session_timeout": statement_ms,
+            },
+        },
+    )
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _sqlite_engine(url: str, database: str | None) -> AsyncEngine:
+def _sqlite_engine(url: str, database: str | None, options: EngineOptions) -> AsyncEngine:
     in_memory = not database or database == ":memory:" or database.startswith("file::memory:")
     if not in_memory and database is not None:
         file = Path(database).expanduser()
         file.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         prepare_database_file(file)  # 0600 before SQLite creates it
     engine = create_async_engine(url, hide_parameters=True)
+    busy_ms = round(options.statement_timeout_seconds * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            for pragma in SQLITE_PRAGMAS:
+            for pragma in (*SQLITE_PRAGMAS, f"PRAGMA busy_timeout={busy_ms}"):
                 cursor.execute(pragma)
         finally:
             cursor.close()

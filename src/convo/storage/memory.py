@@ -202,5 +202,8 @@ class MemoryStorage:
     async def migrate(self) -> None:
         return None
 
+    async def ping(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None

@@ -6,6 +6,7 @@ Every SQLAlchemy or driver error is translated into StorageError here.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -15,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from convo.domain.conversation import (
@@ -25,7 +27,7 @@ from convo.domain.conversation import (
     utcnow,
 )
 from convo.domain.events import Event, now_iso
-from convo.errors import RecordNotFound, StorageError
+from convo.errors import RecordNotFound, StorageError, StorageFull, StorageUnavailable
 from convo.storage import codec
 from convo.storage.at_rest import Sealer, is_sealed
 from convo.storage.base import (
@@ -34,16 +36,41 @@ from convo.storage.base import (
     EventStore,
     SettingsStore,
 )
-from convo.storage.engine import is_sqlite, make_engine, upgrade_to_head
+from convo.storage.engine import EngineOptions, is_sqlite, make_engine, upgrade_to_head
 from convo.storage.schema import conversations, events, user_secrets, user_settings
 from convo.storage.server_claim import DatabaseClaim, claim_database
 
 logger = logging.getLogger(__name__)
 
+# PostgreSQL SQLSTATE classes of a database that is away or overloaded, not of a bad request:
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (including
+# 57014, a statement cancelled by statement_timeout), 40 transaction rollback (deadlock).
+_TRANSIENT_SQLSTATES = ("08", "53", "57", "40")
+_DISK_FULL_SQLSTATE = "53100"
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error")
+
+
+def _classify(exc: DBAPIError) -> type[StorageError]:
+    """Which StorageError a driver error becomes: full disk, transient, or anything else."""
+    orig = exc.orig
+    sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    text = str(orig).lower()
+    if sqlstate == _DISK_FULL_SQLSTATE or "disk is full" in text or "no space left" in text:
+        return StorageFull
+    if exc.connection_invalidated or sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        return StorageUnavailable
+    if any(marker in text for marker in _SQLITE_TRANSIENT):
+        return StorageUnavailable
+    if isinstance(getattr(orig, "__cause__", None), OSError):
+        return StorageUnavailable
+    return StorageError
+
 
 @contextmanager
 def translate_errors(action: str) -> Iterator[None]:
-    """Re-raise database and driver errors as StorageError.
+    """Re-raise database and driver errors as StorageError: StorageFull for a full disk,
+    StorageUnavailable for a database that cannot be reached or did not answer in time
+    (connection refused or lost, a timeout, a full pool), StorageError otherwise.
 
     The message names the driver's error, not the statement (whose parameters may hold
     secrets; engines are also built with ``hide_parameters``).
@@ -53,11 +80,14 @@ def translate_errors(action: str) -> Iterator[None]:
     except IntegrityError as exc:
         raise StorageError(f"{action}: constraint violated ({exc.orig})") from exc
     except DBAPIError as exc:
-        raise StorageError(f"{action} failed: {exc.orig!r}") from exc
+        raise _classify(exc)(f"{action} failed: {exc.orig!r}") from exc
+    except PoolTimeout as exc:
+        raise StorageUnavailable(f"{action} failed: no database connection free") from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"{action} failed: {type(exc).__name__}") from exc
-    except OSError as exc:  # the database cannot be reached
-        raise StorageError(f"{action} failed: {exc!r}") from exc
+    except OSError as exc:  # the database cannot be reached, or did not answer in time
+        kind = StorageFull if exc.errno == errno.ENOSPC else StorageUnavailable
+        raise kind(f"{action} failed: {exc!r}") from exc
 
 
 _P = ParamSpec("_P")
@@ -103,9 +133,15 @@ class WriteGate:
             yield conn
 
 
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for reads: autocommit, so that no connection ever sits idle in a
+    transaction between a read and its return to the pool."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 class SqlConversationStore:
     def __init__(self, engine: AsyncEngine, gate: WriteGate | None = None) -> None:
-        self._engine = engine
+        self._engine = reader(engine)
         self._gate = gate or WriteGate(engine)
 
     @completes_when_cancelled
@@ -229,7 +265,7 @@ class SqlEventStore:
     """
 
     def __init__(self, engine: AsyncEngine, gate: WriteGate | None = None) -> None:
-        self._engine = engine
+        self._engine = reader(engine)
         self._gate = gate or WriteGate(engine)
 
     @completes_when_cancelled
@@ -308,7 +344,7 @@ class SqlSettingsStore:
     def __init__(
         self, engine: AsyncEngine, gate: WriteGate | None = None, sealer: Sealer | None = None
     ) -> None:
-        self._engine = engine
+        self._engine = reader(engine)
         self._gate = gate or WriteGate(engine)
         self._sealer = sealer
 
@@ -410,8 +446,16 @@ class SqlStorage:
         self.settings: SettingsStore = self._settings
 
     @classmethod
-    def from_url(cls, url: str, sealer: Sealer | None = None) -> SqlStorage:
-        return cls(make_engine(url), sealer)
+    def from_url(
+        cls, url: str, sealer: Sealer | None = None, options: EngineOptions | None = None
+    ) -> SqlStorage:
+        return cls(make_engine(url, options), sealer)
+
+    async def ping(self) -> None:
+        """One trivial query; raises StorageUnavailable when the database does not answer."""
+        with translate_errors("Reaching the database"):
+            async with reader(self.engine).connect() as conn:
+                await conn.execute(select(1))
 
     async def migrate(self) -> None:
         """Bring the schema up to date, then seal secrets stored in plain text."""
