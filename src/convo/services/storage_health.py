@@ -108,6 +108,8 @@ class DiskReserve:
     def _ensure(self) -> bool:
         if self.path.exists():
             return True
+        if not self.path.parent.is_dir():  # no data dir (storage in memory): nothing to keep
+            return False
         if self.free_bytes() < self.size + _MB:
             return False
         partial = self.path.with_suffix(".partial")
