@@ -372,9 +372,9 @@ class ScriptedLLMServer:
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def requests(self) -> deque[dict[str, Any]]:
+    def requests(self) -> list[dict[str, Any]]:
         """The last ``max_requests`` request bodies that passed the key check, in order."""
-        return self.app.requests
+        return list(self.app.requests)
 
     @property
     def port(self) -> int:
