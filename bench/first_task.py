@@ -40,7 +40,7 @@ async def _events(client: httpx.AsyncClient, conversation_id: str) -> list[dict[
 
 
 async def _wait(
-    client: httpx.AsyncClient, conversation_id: str, done: Any, timeout: float = 60
+    client: httpx.AsyncClient, conversation_id: str, done: Any, timeout: float = 300
 ) -> None:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:

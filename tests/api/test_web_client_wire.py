@@ -7,10 +7,15 @@ back as saved, the microagent screens, the terminal's commands, reconnects befor
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 from typing import Any
 
+import uvicorn
+
 from convo.api.app import Overrides
-from convo.domain.conversation import ProviderType
+from convo.domain.conversation import ProviderToken, ProviderType
 from convo.llm.scripted import ScriptedLLM
 from convo.runtime.base import CommandResult
 from tests.api.conftest import RunningServer, ServeFactory, wait_for
@@ -293,3 +298,81 @@ async def test_the_microagent_flag_and_a_missing_directory(server_factory: Serve
 async def _running(server: RunningServer, cid: str) -> bool:
     info = (await server.client.get(f"/api/conversations/{cid}")).json()
     return bool(info and info["status"] == "RUNNING")
+
+
+# --- microagents of a repository, through a fake GitHub API ---------------------------------
+FLAKE = "---\nname: flake\ntriggers:\n- flaky\n- retry\n---\nRerun flaky tests once.\n"
+
+
+class FakeGitHub:
+    """The few GitHub REST answers the microagent routes need, on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.files = {
+            ".openhands/microagents/flake.md": FLAKE,
+            ".openhands/microagents/README.md": "# about\n",
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        self.paths.append(path)
+        status, body = self._answer(path.removeprefix("/repos/o/r/contents/"))
+        raw = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
+
+    def _answer(self, path: str) -> tuple[int, Any]:
+        if path == ".openhands/microagents":
+            listing = [{"name": p.rsplit("/", 1)[1], "path": p, "type": "file"} for p in self.files]
+            return 200, [*listing, {"name": "drafts", "path": f"{path}/drafts", "type": "dir"}]
+        if path in self.files:
+            encoded = base64.b64encode(self.files[path].encode()).decode()
+            return 200, {"path": path, "content": encoded, "encoding": "base64"}
+        return 404, {"message": "Not Found"}
+
+
+async def test_repository_microagents_through_the_provider(server_factory: ServeFactory) -> None:
+    github = FakeGitHub()
+    config = uvicorn.Config(github, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    api = uvicorn.Server(config)
+    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(api.serve(), name="fake-github")
+    try:
+        await wait_for(lambda: api.started)
+        host = f"http://127.0.0.1:{api.servers[0].sockets[0].getsockname()[1]}"
+        async with server_factory(_overrides()) as server:
+            base = "/api/user/repository/o/r/microagents"
+            assert (await server.client.get(base)).json() == []  # no token yet
+            storage = server.manager.storage
+            secrets = await storage.settings.load_secrets(None)
+            secrets.provider_tokens[ProviderType.GITHUB] = ProviderToken("ghp_x", host=host)
+            await storage.settings.save_secrets(None, secrets)
+
+            listed = (await server.client.get(base)).json()
+            assert [(m["name"], m["path"]) for m in listed] == [
+                ("flake", ".openhands/microagents/flake.md")
+            ]
+            assert listed[0]["created_at"]
+            content = await server.client.get(
+                f"{base}/content", params={"file_path": ".openhands/microagents/flake.md"}
+            )
+            assert content.status_code == 200
+            assert content.json() == {
+                "content": FLAKE,
+                "path": ".openhands/microagents/flake.md",
+                "triggers": ["flaky", "retry"],
+                "git_provider": "github",
+            }
+            missing = await server.client.get(f"{base}/content", params={"file_path": "nope.md"})
+            assert missing.status_code == 404
+            escape = await server.client.get(
+                f"{base}/content", params={"file_path": "../../etc/passwd"}
+            )
+            assert escape.status_code == 400
+    finally:
+        api.should_exit = True
+        await asyncio.wait_for(task, 10)

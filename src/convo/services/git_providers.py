@@ -6,10 +6,13 @@ base as it is). Provider failures become ``ProviderError``s; nothing here retrie
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from convo.agent.microagents import parse_front_matter
 from convo.domain.conversation import ProviderToken, ProviderType
 from convo.errors import ConvoError
 
@@ -30,6 +33,20 @@ class ProviderUnreachable(ProviderError):
 
 class ProviderRefused(ProviderError):
     """The provider refused the token (401/403)."""
+
+
+class ProviderNotFound(ProviderError):
+    """The provider has no such repository or file (404)."""
+
+
+MICROAGENTS_DIR = ".openhands/microagents"
+
+
+def microagents_dir(repository: str) -> str:
+    """Where a repository keeps its microagents, as OpenHands looks for them: an org-wide
+    ``.openhands`` (GitHub) or ``openhands-config`` (GitLab) repository at its root."""
+    name = repository.rsplit("/", 1)[-1]
+    return "microagents" if name in (".openhands", "openhands-config") else MICROAGENTS_DIR
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,8 @@ class ProviderClient:
             raise ProviderUnreachable(f"Could not reach {name}: {type(exc).__name__}") from None
         if response.status_code in (401, 403):
             raise ProviderRefused(f"{name} refused the token ({response.status_code})")
+        if response.status_code == 404:
+            raise ProviderNotFound(f"{name} has no {path}")
         if response.status_code >= 400:
             raise ProviderUnreachable(f"{name} answered {response.status_code}")
         try:
@@ -127,6 +146,77 @@ class ProviderClient:
         data = await self._get("/user/installations")
         items = data.get("installations", []) if isinstance(data, dict) else []
         return [str(item.get("id")) for item in items]
+
+    async def microagents(self, repository: str) -> list[dict[str, Any]]:
+        """The repository's microagent files (``.md`` but README) and ``.cursorrules``, in
+        OpenHands' shape; a repository without them has none."""
+        folder = microagents_dir(repository)
+        found: list[dict[str, Any]] = []
+        try:
+            if self.provider is ProviderType.GITLAB:
+                items = await self._get(
+                    f"/projects/{quote(repository, safe='')}/repository/tree",
+                    {"path": folder, "per_page": 100},
+                )
+                files = [i for i in items if i.get("type") == "blob"]
+            else:
+                items = await self._get(f"/repos/{repository}/contents/{folder}")
+                files = [i for i in items if i.get("type") == "file"]
+        except ProviderNotFound:
+            files = []
+        for item in files:
+            name = str(item.get("name", ""))
+            if name.endswith(".md") and name.lower() != "readme.md":
+                found.append(self._microagent(name.removesuffix(".md"), str(item.get("path"))))
+        if await self._file_text(repository, ".cursorrules") is not None:
+            found.append(self._microagent("cursorrules", ".cursorrules"))
+        return found
+
+    async def microagent_content(self, repository: str, path: str) -> dict[str, Any]:
+        """One microagent file: its text and the triggers of its front matter."""
+        text = await self._file_text(repository, path)
+        if text is None:
+            raise ProviderNotFound(f"{self.provider.value} has no {path} in {repository}")
+        header, _body = parse_front_matter(text)
+        triggers = header.get("triggers") or []
+        return {
+            "content": text,
+            "path": path,
+            "triggers": [str(t) for t in triggers] if isinstance(triggers, list) else [],
+            "git_provider": self.provider.value,
+        }
+
+    async def _file_text(self, repository: str, path: str) -> str | None:
+        """A file of the default branch as text; None if there is no such file."""
+        try:
+            if self.provider is ProviderType.GITLAB:
+                data = await self._get(
+                    f"/projects/{quote(repository, safe='')}/repository/files/"
+                    f"{quote(path, safe='')}",
+                    {"ref": "HEAD"},
+                )
+            else:
+                data = await self._get(f"/repos/{repository}/contents/{quote(path)}")
+        except ProviderNotFound:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("content"), str):
+            return None
+        if data.get("encoding") == "base64":
+            try:
+                return base64.b64decode(data["content"]).decode("utf-8", errors="replace")
+            except ValueError:
+                raise ProviderUnreachable(
+                    f"{self.provider.value} sent an unreadable file"
+                ) from None
+        return str(data["content"])
+
+    def _microagent(self, name: str, path: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "path": path,
+            "created_at": datetime.now(UTC).isoformat(),  # as OpenHands: the time of asking
+            "git_provider": self.provider.value,
+        }
 
     # --- shapes ------------------------------------------------------------------------
     def _github_repo(self, repo: dict[str, Any]) -> dict[str, Any]:

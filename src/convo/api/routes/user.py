@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from convo.api.deps import StorageDep, UserIdDep
@@ -19,6 +19,7 @@ from convo.domain.conversation import ProviderType
 from convo.services.git_providers import (
     ProviderClient,
     ProviderError,
+    ProviderNotFound,
     ProviderRefused,
     ProviderUnsupported,
 )
@@ -51,6 +52,8 @@ async def _ask(call: Callable[[], Awaitable[T]]) -> T | JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=401)
     except ProviderUnsupported as exc:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+    except ProviderNotFound as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
     except ProviderError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=502)
 
@@ -111,6 +114,45 @@ async def get_branches(
     if client is None:
         return []
     return await _ask(lambda: client.branches(repository))
+
+
+_REPOSITORY = r"^[\w.-]+(/[\w.-]+)+$"
+
+
+def _bad_name(name: str) -> bool:
+    return any(part in {"", ".", ".."} for part in name.split("/"))
+
+
+@router.get("/repository/{repository:path}/microagents/content", response_model=None)
+async def get_repository_microagent_content(
+    storage: StorageDep,
+    user_id: UserIdDep,
+    repository: Annotated[str, Path(pattern=_REPOSITORY)],
+    file_path: Annotated[str, Query(min_length=1, max_length=500)],
+) -> Any:
+    """One microagent file of a repository, read through the provider's API."""
+    if _bad_name(repository) or _bad_name(file_path.strip("/")) or file_path.startswith("/"):
+        return JSONResponse({"detail": "Invalid repository or file path"}, 400)
+    client = await _client(storage, user_id, None)
+    if client is None:
+        return JSONResponse({"detail": TOKEN_REQUIRED}, status_code=401)
+    return await _ask(lambda: client.microagent_content(repository, file_path))
+
+
+@router.get("/repository/{repository:path}/microagents", response_model=None)
+async def get_repository_microagents(
+    storage: StorageDep,
+    user_id: UserIdDep,
+    repository: Annotated[str, Path(pattern=_REPOSITORY)],
+) -> Any:
+    """The microagents a repository keeps (``.openhands/microagents/*.md``, ``.cursorrules``),
+    read through the provider's API; none without a provider token."""
+    if _bad_name(repository):
+        return JSONResponse({"detail": f"Invalid repository name {repository!r}"}, 400)
+    client = await _client(storage, user_id, None)
+    if client is None:
+        return []
+    return await _ask(lambda: client.microagents(repository))
 
 
 @router.get("/installations", response_model=None)
