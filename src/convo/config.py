@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://user@host/db for PostgreSQL.",
     )
 
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="Server log level; debug also shows the traceback of a start-up error.",
+    )
+
     # auth
     session_api_key: SecretStr | None = Field(
         default=None, description="When set, /api/* needs header X-Session-API-Key."
@@ -214,6 +219,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in _OLD_NETWORK_VALUES:
             return _OLD_NETWORK_VALUES[value.strip().lower()]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

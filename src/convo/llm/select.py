@@ -10,6 +10,8 @@ the conversation loop calls to build its client). OpenAI-compatible endpoints go
 - a model without a provider prefix that litellm's price map lists as OpenAI's
   (``gpt-4o``), or that has a base URL (a local server naming its own models).
 
+The model name ``demo`` is convo's built-in scripted demo model (``convo.llm.demo``).
+
 Everything else (``anthropic/...``, ``bedrock/...``, ``gemini/...``, ``vertex_ai/...``, ...)
 goes through litellm, imported at that model's first call.
 """
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from convo.errors import LLMNotConfigured
 from convo.llm.base import LLMClient, LLMConfig
+from convo.llm.demo import DEMO_MODEL, DemoLLM
 from convo.llm.model_info import lookup
 
 if TYPE_CHECKING:
@@ -84,6 +87,8 @@ class LLMClients:
     def __call__(self, config: LLMConfig) -> LLMClient:
         if not config.model:
             raise LLMNotConfigured("No LLM model is configured")
+        if config.model == DEMO_MODEL:
+            return DemoLLM()
         chosen = route(config)
         if chosen.litellm:
             from convo.llm.litellm_client import LiteLLMClient
