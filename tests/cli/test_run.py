@@ -1,0 +1,109 @@
+"""``convo run``: the demo with no key, JSON lines for scripts, Ctrl-C as a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import httpx
+from bench.harness import ConvoServer, ScriptedLLMProcess
+
+from tests.cli.conftest import cli_env, convo, finish, start_cli
+
+TASK = "count the words of this little task"
+
+
+async def test_demo_run_without_a_key_follows_the_agent_to_the_end(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    env = {k: v for k, v in cli_env(data_dir).items() if "API_KEY" not in k}
+    result = await convo("run", "--demo", TASK, env=env, cwd=tmp_path)
+
+    assert result.code == 0, result.stderr
+    out = result.stdout
+    # the agent's steps, in order: explore, write a file (as a diff), run it, finish
+    steps = [
+        "[demo model] Hello!",
+        "$ pwd && ls -la",
+        "edit create",
+        "+TASK = 'count the words of this little task'",
+        "$ python3 convo_demo.py",
+        "The task has 7 words.",
+        "[demo model] Done",
+        "finished · 4 steps · $0.0000",
+    ]
+    positions = [out.find(step) for step in steps]
+    assert -1 not in positions, out
+    assert positions == sorted(positions), out
+    assert "Traceback" not in result.stderr
+    # the embedded server is gone and has unregistered itself
+    assert not (data_dir / "server.json").exists()
+    # the file is really in the conversation's workspace
+    written = list(data_dir.glob("workspaces/*/convo_demo.py"))
+    assert len(written) == 1
+
+
+async def test_json_lines_are_the_conversation_s_events(
+    demo_server: ConvoServer, data_dir: Path
+) -> None:
+    result = await convo(
+        "run", "--json", "--server", demo_server.base_url, TASK, env=cli_env(data_dir)
+    )
+
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    events = [json.loads(line) for line in lines]  # every line is one JSON object
+    stored = [e for e in events if not e.get("status_update")]  # status updates: no event id
+    assert [e["id"] for e in stored] == list(range(len(stored)))
+    assert stored[0]["action"] == "message" and stored[0]["args"]["content"] == TASK
+    assert any(e.get("action") == "finish" for e in stored)
+    states = [
+        e["extras"]["agent_state"] for e in stored if e.get("observation") == "agent_state_changed"
+    ]
+    assert states[-1] == "finished"
+    # people's notes go to stderr, never between the JSON lines
+    assert "finished: 4 steps" in result.stderr
+
+
+async def test_ctrl_c_stops_the_conversation(tmp_path: Path, data_dir: Path) -> None:
+    llm = await ScriptedLLMProcess(
+        tmp_path / "llm",
+        steps=[{"tool": "execute_bash", "arguments": {"command": "sleep 120"}}],
+    ).start()
+    server = ConvoServer(
+        tmp_path / "server",
+        {
+            "data_dir": str(data_dir),
+            "llm_model": "openai/scripted",
+            "llm_base_url": llm.base_url,
+            "llm_api_key": "scripted-key",
+        },
+    )
+    try:
+        await server.start()
+        process = await start_cli(
+            ["run", "--server", server.base_url, "sleep a long time"], cli_env(data_dir)
+        )
+        assert process.stdout is not None
+        seen = b""
+        async with asyncio.timeout(60):
+            while b"$ sleep 120" not in seen:
+                line = await process.stdout.readline()
+                assert line, f"convo run ended early: {seen!r}"
+                seen += line
+        conversation_id = seen.split(b"conversation ", 1)[1].split()[0].decode()
+
+        process.send_signal(signal.SIGINT)
+        result = await finish(process, timeout=60)
+
+        assert result.code == 3, (seen, result)
+        assert "stopping conversation" in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            info = (await client.get(f"/api/conversations/{conversation_id}")).json()
+            assert info["status"] == "STOPPED"
+    finally:
+        await server.terminate()
+        await llm.stop()
