@@ -16,10 +16,10 @@ import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI
 
 from convo.api.app import Overrides, begin_shutdown, create_asgi_app, fastapi_app
 from convo.cli import server_file
@@ -111,9 +111,11 @@ class ConvoServer(uvicorn.Server):
     """uvicorn's server that begins convo's graceful shutdown as the signal arrives, says how
     long it will wait, and stops at once on a second Ctrl-C."""
 
-    def __init__(self, config: uvicorn.Config, fastapi: FastAPI, grace_seconds: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, begin_shutdown: Callable[[], object], grace_seconds: float
+    ) -> None:
         super().__init__(config)
-        self.fastapi = fastapi
+        self.begin_shutdown = begin_shutdown
         self.grace_seconds = grace_seconds
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -141,7 +143,7 @@ class ConvoServer(uvicorn.Server):
             logger.info("convo listening on %s", url_of(sockets[0]))
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        begin_shutdown(self.fastapi)
+        self.begin_shutdown()
         await super().shutdown(sockets)
 
 
@@ -155,7 +157,8 @@ def make_server(
         log_level=logging.DEBUG if debug else logging.WARNING,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
-    return ConvoServer(config, fastapi_app(asgi_app), settings.shutdown_grace_seconds)
+    fastapi = fastapi_app(asgi_app)
+    return ConvoServer(config, lambda: begin_shutdown(fastapi), settings.shutdown_grace_seconds)
 
 
 class EmbeddedServer:

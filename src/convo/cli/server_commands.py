@@ -9,7 +9,7 @@ import os
 import typer
 
 from convo.cli.context import cli_context
-from convo.cli.errors import CliError, load_settings
+from convo.cli.errors import CliError, ExitCode, load_settings
 from convo.config import remote_bind_refusal
 
 logger = logging.getLogger("convo.cli")
@@ -45,6 +45,9 @@ def serve(
     server_file.write(data_dir, record)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has stopped gracefully
+        typer.echo("convo: stopped", err=True)
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
         server_file.remove(data_dir, record)
         sock.close()
