@@ -80,7 +80,7 @@ def describe_runtime(settings: Settings) -> str:
             "CONVO_RUNTIME=auto or sandbox to confine them"
         )
     return (
-        f"sandbox (bubblewrap), network {settings.sandbox_network!r} "
+        f"sandbox (bubblewrap), network {settings.sandbox_network} "
         f"(CONVO_RUNTIME={settings.runtime}, CONVO_SANDBOX_NETWORK)"
     )
 
