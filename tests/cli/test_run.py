@@ -45,6 +45,13 @@ async def test_demo_run_without_a_key_follows_the_agent_to_the_end(
     assert len(written) == 1
 
 
+async def test_run_without_a_model_says_how_to_get_one(data_dir: Path) -> None:
+    result = await convo("run", "hello", env=cli_env(data_dir))
+    assert result.code == 2
+    assert "CONVO_LLM_MODEL" in result.stderr and "convo run --demo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_json_lines_are_the_conversation_s_events(
     demo_server: ConvoServer, data_dir: Path
 ) -> None:
@@ -67,11 +74,56 @@ async def test_json_lines_are_the_conversation_s_events(
     assert "finished: 4 steps" in result.stderr
 
 
-async def test_ctrl_c_stops_the_conversation(tmp_path: Path, data_dir: Path) -> None:
-    llm = await ScriptedLLMProcess(
+async def _wait_for_line(process: asyncio.subprocess.Process, text: bytes) -> bytes:
+    assert process.stdout is not None
+    seen = b""
+    async with asyncio.timeout(60):
+        while text not in seen:
+            line = await process.stdout.readline()
+            assert line, f"convo run ended early: {seen!r}"
+            seen += line
+    return seen
+
+
+def _sleeping_llm(tmp_path: Path) -> ScriptedLLMProcess:
+    return ScriptedLLMProcess(
         tmp_path / "llm",
         steps=[{"tool": "execute_bash", "arguments": {"command": "sleep 120"}}],
-    ).start()
+    )
+
+
+async def test_ctrl_c_stops_the_conversation_of_its_own_server(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    llm = await _sleeping_llm(tmp_path).start()
+    env = cli_env(
+        data_dir,
+        {
+            "CONVO_LLM_MODEL": "openai/scripted",
+            "CONVO_LLM_BASE_URL": llm.base_url,
+            "CONVO_LLM_API_KEY": "scripted-key",
+        },
+    )
+    try:
+        process = await start_cli(["run", "sleep a long time"], env)
+        seen = await _wait_for_line(process, b"$ sleep 120")
+        conversation_id = seen.split(b"conversation ", 1)[1].split()[0].decode()
+
+        process.send_signal(signal.SIGINT)
+        result = await finish(process, timeout=60)
+    finally:
+        await llm.stop()
+
+    assert result.code == 3, (seen, result)
+    assert "Traceback" not in result.stderr
+    listing = await convo("ls", "--json", env=env)
+    (info,) = json.loads(listing.stdout)
+    assert info["conversation_id"] == conversation_id
+    assert info["status"] == "STOPPED"
+
+
+async def test_ctrl_c_stops_the_conversation(tmp_path: Path, data_dir: Path) -> None:
+    llm = await _sleeping_llm(tmp_path).start()
     server = ConvoServer(
         tmp_path / "server",
         {
@@ -86,13 +138,7 @@ async def test_ctrl_c_stops_the_conversation(tmp_path: Path, data_dir: Path) -> 
         process = await start_cli(
             ["run", "--server", server.base_url, "sleep a long time"], cli_env(data_dir)
         )
-        assert process.stdout is not None
-        seen = b""
-        async with asyncio.timeout(60):
-            while b"$ sleep 120" not in seen:
-                line = await process.stdout.readline()
-                assert line, f"convo run ended early: {seen!r}"
-                seen += line
+        seen = await _wait_for_line(process, b"$ sleep 120")
         conversation_id = seen.split(b"conversation ", 1)[1].split()[0].decode()
 
         process.send_signal(signal.SIGINT)

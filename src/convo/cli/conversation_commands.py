@@ -90,7 +90,10 @@ def run(
         if client.owned_server and code not in (ExitCode.STOPPED, ExitCode.INTERRUPTED):
             # the server ends with this command: stopped, the conversation is not resumed by
             # the next server on this data dir (a new message starts it again)
-            await client.stop(conversation_id)
+            try:
+                await client.stop(conversation_id)
+            except ApiError as exc:
+                printer.note(f"could not stop the conversation as the server ends: {exc}")
         return code
 
     raise typer.Exit(_with_client(server, work, chosen_model))

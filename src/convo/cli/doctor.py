@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from convo.cli import server_file
+from convo.cli.context import cli_context
 from convo.cli.errors import CliError, ExitCode, load_settings
 from convo.config import Settings
 
@@ -191,14 +192,18 @@ async def run_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-def doctor() -> None:
+def doctor(ctx: typer.Context) -> None:
     """Check the database, the LLM (with a tiny call), the sandbox and its network, and the
     disk: each line is ok, or says what to do."""
     from rich.console import Console
     from rich.text import Text
 
+    from convo.log_config import configure_logging
+
+    configure_logging("debug" if cli_context(ctx).debug else "error")  # the lines say it all
+
     settings = load_settings()
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     checks = asyncio.run(run_checks(settings))
     for check in checks:
         mark = ("ok  ", "green") if check.ok else ("fix ", "red")
