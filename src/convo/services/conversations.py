@@ -57,6 +57,7 @@ from convo.services.durable_writes import DurableWriter, RetryPolicy
 from convo.services.event_log import EventLog, status_update
 from convo.services.idle_sandboxes import ReleasableSandboxes
 from convo.services.keyed_lock import KeyedLock
+from convo.services.loop_storage import LoopStorage
 from convo.services.metadata_sync import MetadataSync
 from convo.services.orphans import ProcessRegistry
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
@@ -96,15 +97,18 @@ class ConversationManager(ConversationRecords):
         self.processes = ProcessRegistry(settings.resolved_data_dir() / "run")
         self.supervisor = Supervisor(self, settings)
         self.health = StorageHealth()
+        # the loops' own way in: a few of their calls at a time, API requests go past them
+        self._loop_storage = LoopStorage(storage.events, storage.settings)
+        loop_log = EventLog(self._loop_storage.events, bus)
         self.writer = DurableWriter(
-            self._log,
+            loop_log,
             self.health,
             DiskReserve(settings.resolved_data_dir(), settings.disk_reserve_mb * 2**20),
             RetryPolicy(settings.storage_retry_seconds, settings.storage_retry_max_delay_seconds),
         )
         self.journal = ActionJournal(settings.resolved_data_dir() / "results")
         self._deps = LoopDeps(
-            event_log=self._log,
+            event_log=loop_log,
             sandbox_factory=ReleasableSandboxes(sandbox_factory, self.processes),
             llm_factory=llm_factory,
             workspace_for=self.workspace_path,
@@ -447,7 +451,7 @@ class ConversationManager(ConversationRecords):
 
     async def _current_llm_config(self, running: RunningConversation) -> LLMConfig | None:
         """The user's LLM settings as saved now: a change reaches the next LLM call."""
-        user = await self._storage.settings.load_settings(running.user_id)
+        user = await self._loop_storage.load_settings(running.user_id)
         return resolve_llm(self._settings, user)
 
     async def _on_event(self, running: RunningConversation, event: Event) -> None:
