@@ -8,10 +8,11 @@ the provider, if it refuses the token a 401. Suggested tasks are not computed (a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from convo.api.deps import StorageDep, UserIdDep
@@ -116,22 +117,26 @@ async def get_branches(
     return await _ask(lambda: client.branches(repository))
 
 
-_REPOSITORY = r"^[\w.-]+(/[\w.-]+)+$"
+_REPOSITORY = re.compile(r"[\w.-]+(/[\w.-]+)+")
 
 
 def _bad_name(name: str) -> bool:
     return any(part in {"", ".", ".."} for part in name.split("/"))
 
 
+def _bad_repository(name: str) -> bool:
+    return _REPOSITORY.fullmatch(name) is None or _bad_name(name)
+
+
 @router.get("/repository/{repository:path}/microagents/content", response_model=None)
 async def get_repository_microagent_content(
     storage: StorageDep,
     user_id: UserIdDep,
-    repository: Annotated[str, Path(pattern=_REPOSITORY)],
+    repository: str,
     file_path: Annotated[str, Query(min_length=1, max_length=500)],
 ) -> Any:
     """One microagent file of a repository, read through the provider's API."""
-    if _bad_name(repository) or _bad_name(file_path.strip("/")) or file_path.startswith("/"):
+    if _bad_repository(repository) or _bad_name(file_path) or "\\" in file_path:
         return JSONResponse({"detail": "Invalid repository or file path"}, 400)
     client = await _client(storage, user_id, None)
     if client is None:
@@ -143,11 +148,11 @@ async def get_repository_microagent_content(
 async def get_repository_microagents(
     storage: StorageDep,
     user_id: UserIdDep,
-    repository: Annotated[str, Path(pattern=_REPOSITORY)],
+    repository: str,
 ) -> Any:
     """The microagents a repository keeps (``.openhands/microagents/*.md``, ``.cursorrules``),
     read through the provider's API; none without a provider token."""
-    if _bad_name(repository):
+    if _bad_repository(repository):
         return JSONResponse({"detail": f"Invalid repository name {repository!r}"}, 400)
     client = await _client(storage, user_id, None)
     if client is None:
