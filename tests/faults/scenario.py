@@ -47,7 +47,7 @@ def server_settings(data_dir: Path, llm_url: str, **extra: str) -> dict[str, str
         "llm_api_key": "fault-test-key",
         "llm_num_retries": "0",
         "runtime": "process",
-        "max_concurrent_conversations": str(CONVERSATIONS),
+        "max_concurrent_conversations": str(CONVERSATIONS + 1),
         "reconcile_interval_seconds": "1",
         "storage_retry_seconds": "8",
         "storage_retry_max_delay_seconds": "1",
@@ -66,18 +66,22 @@ class Fleet:
     server: ConvoServer
     data_dir: Path
     ids: list[str] = field(default_factory=list)
+    extra: str = ""  # a conversation outside ``ids``, for tests that stop one
 
     def client(self, timeout: float = 30) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.server.base_url, timeout=timeout)
 
-    async def create(self) -> None:
+    async def create(self, count: int = CONVERSATIONS) -> list[str]:
+        made = []
         async with self.client() as client:
-            for _ in range(CONVERSATIONS):
+            for _ in range(count):
                 response = await client.post(
                     "/api/conversations", json={"initial_user_msg": "append the steps"}
                 )
                 response.raise_for_status()
-                self.ids.append(response.json()["conversation_id"])
+                made.append(response.json()["conversation_id"])
+        self.ids.extend(made)
+        return made
 
     def lines(self, conversation_id: str) -> list[str]:
         path = self.data_dir / "workspaces" / conversation_id / "steps.log"

@@ -47,6 +47,7 @@ from convo.llm.base import LLMClientFactory
 from convo.llm.select import LLMClients
 from convo.runtime.base import SandboxFactory
 from convo.services.conversations import ConversationManager
+from convo.services.storage_health import open_on_full_disk
 from convo.services.streams import StreamOptions
 from convo.storage.at_rest import prepare_data_dir
 from convo.storage.base import Storage
@@ -117,6 +118,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         holder = describe_this_process()
         data_dir_lock = HostLock(data_dir / "server.lock", f"the data dir {data_dir}")
         data_dir_lock.claim(holder)
+        await open_on_full_disk(data_dir, settings.disk_reserve_mb)
         storage = chosen.storage or _default_storage(settings)
         try:
             await storage.claim_single_server(holder)

@@ -45,6 +45,8 @@ from convo.errors import (
     RecordNotFound,
     ServerShuttingDown,
     StorageError,
+    StorageFull,
+    StorageUnavailable,
     UnsupportedUserAction,
 )
 from convo.llm.base import LLMClientFactory, LLMConfig
@@ -107,6 +109,9 @@ class ConversationManager(ConversationRecords):
             RetryPolicy(settings.storage_retry_seconds, settings.storage_retry_max_delay_seconds),
         )
         self.journal = ActionJournal(settings.resolved_data_dir() / "results")
+        # conversation id -> whether its STOPPED event is missing too: stops a storage
+        # outage kept from being stored
+        self._unstored_stops: dict[str, bool] = {}
         self._deps = LoopDeps(
             event_log=loop_log,
             sandbox_factory=ReleasableSandboxes(sandbox_factory, self.processes),
@@ -211,6 +216,7 @@ class ConversationManager(ConversationRecords):
         if metadata.user_id != user_id:
             raise ConversationNotFound(conversation_id)  # not the caller's conversation
         await self._ensure_free_disk()
+        self._unstored_stops.pop(conversation_id, None)  # a start overrides an unstored stop
         status = await self._start_loop(conversation_id, providers_set, metadata)
         assert status is not None  # only a resume declines
         return status
@@ -386,10 +392,7 @@ class ConversationManager(ConversationRecords):
         resumes it) and, once the loop has ended, as a STOPPED event."""
         async with self._locks.hold(conversation_id):
             if record_stop:  # under the lock: ordered with a start storing that it runs
-                with contextlib.suppress(RecordNotFound):
-                    await self._storage.conversations.update_fields(
-                        conversation_id, desired_running=False
-                    )
+                await self._store_stop(conversation_id)
             pending = self._stopping.get(conversation_id)
             running = self._running.get(conversation_id)
             if pending is None:
@@ -405,15 +408,48 @@ class ConversationManager(ConversationRecords):
             if await cancel_and_wait(running, wait_seconds):
                 result = StopResult.STOPPED
                 if record_stop:
-                    with contextlib.suppress(RecordNotFound):
-                        await self._log.append(
-                            conversation_id, agent_state_changed(AgentState.STOPPED)
-                        )
-                        await self.metadata_sync.flush(conversation_id, last_updated_at=utcnow())
+                    await self._store_stopped_event(conversation_id)
         finally:
             del self._stopping[conversation_id]
             done.set_result(result)
         return result
+
+    # --- stops during a storage outage ---------------------------------------------------
+    async def _store_stop(self, conversation_id: str) -> None:
+        """Store that the user wants it stopped. During a storage outage the stop goes on
+        and is stored later (``store_pending_stops``); until then nothing resumes it."""
+        try:
+            with contextlib.suppress(RecordNotFound):
+                await self._storage.conversations.update_fields(
+                    conversation_id, desired_running=False
+                )
+        except (StorageUnavailable, StorageFull) as exc:
+            self.health.failed(exc)
+            self._unstored_stops.setdefault(conversation_id, False)
+
+    async def _store_stopped_event(self, conversation_id: str) -> None:
+        try:
+            with contextlib.suppress(RecordNotFound):
+                await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
+                await self.metadata_sync.flush(conversation_id, last_updated_at=utcnow())
+        except (StorageUnavailable, StorageFull) as exc:
+            self.health.failed(exc)
+            self._unstored_stops[conversation_id] = True
+
+    def stop_unstored(self, conversation_id: str) -> bool:
+        """A user's stop of it waits to be stored (the supervisor resumes nothing of it)."""
+        return conversation_id in self._unstored_stops
+
+    async def store_pending_stops(self) -> None:
+        """Store the stops made during a storage outage; raises StorageError while it lasts."""
+        for conversation_id, with_event in list(self._unstored_stops.items()):
+            with contextlib.suppress(RecordNotFound):
+                await self._storage.conversations.update_fields(
+                    conversation_id, desired_running=False
+                )
+                if with_event:
+                    await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
+            del self._unstored_stops[conversation_id]
 
     async def _evict_over_limit(self, started: RunningConversation) -> None:
         """Stop the user's least recently active loops (not the one just started) while more

@@ -112,7 +112,11 @@ class DurableWriter:
             delay = min(delay * 2, self._policy.max_delay)
 
     def _recovered(self) -> None:
+        """A write succeeded. On a full disk that ends nothing while the disk has no room:
+        the write used the space of the released reserve."""
         if self.health.full:
+            if not self.reserve.has_room():
+                return
             self._noticed.clear()
         self.health.recovered()
 

@@ -96,8 +96,10 @@ class DiskReserve:
             return 0
 
     def has_room(self) -> bool:
-        """Whether the disk has room again: the reserve fits, with a margin."""
-        return self.free_bytes() >= (0 if self.path.exists() else self.size) + _MB
+        """Whether the disk has room again: the reserve fits, with as much again to spare
+        (the space a released reserve freed does not count as room)."""
+        missing = 0 if self.path.exists() else self.size
+        return self.free_bytes() >= missing + max(self.size, _MB)
 
     async def ensure(self) -> bool:
         """Create the placeholder if it is missing and fits; True if it exists now."""
@@ -135,6 +137,14 @@ class DiskReserve:
             return False
         logger.warning("the disk is full: released %d MB kept in reserve", self.size // _MB)
         return True
+
+
+async def open_on_full_disk(data_dir: Path, reserve_mb: int) -> None:
+    """At start-up: when the data dir's disk has no room, release the reserve, so that the
+    database can open and each conversation can be told why it does not resume."""
+    reserve = DiskReserve(data_dir, reserve_mb * _MB)
+    if reserve.path.exists() and not reserve.has_room():
+        await reserve.release()
 
 
 async def probe(

@@ -86,6 +86,9 @@ class Supervised(Protocol):
     async def flush_metadata(self) -> None:
         """Write the metadata still pending."""
 
+    async def store_pending_stops(self) -> None:
+        """Store the users' stops a storage outage kept from being stored."""
+
     async def interrupt(self, conversation_id: str) -> StopResult:
         """End its loop without recording a stop: the next round resumes it."""
 
@@ -156,6 +159,7 @@ class Supervisor:
             return result
         health = self._manager.health
         try:
+            await self._manager.store_pending_stops()
             wanted = await self._manager.wanted_running()
         except StorageError as exc:  # logged once per outage; the next round tries again
             health.failed(exc)

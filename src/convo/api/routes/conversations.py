@@ -27,6 +27,7 @@ from convo.domain.conversation import (
 )
 from convo.errors import ConversationNotFound, ConvoError, ServerShuttingDown
 from convo.services.conversations import ConversationManager, NewConversation
+from convo.services.durable_writes import DISK_FULL, STORAGE_LOST
 from convo.services.stopping import StopResult
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ def _info(manager: ConversationManager, metadata: ConversationMetadata) -> Conve
         ConversationStatus.RUNNING: "STATUS$READY",
         ConversationStatus.STARTING: "STATUS$STARTING_RUNTIME",
     }.get(status)
+    health = manager.health
+    if status is ConversationStatus.STOPPED and metadata.desired_running and health.down:
+        runtime_status = DISK_FULL if health.full else STORAGE_LOST  # why it is not resumed
     return ConversationInfo(
         conversation_id=cid,
         title=metadata.title,
