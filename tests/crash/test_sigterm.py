@@ -24,9 +24,9 @@ async def _running_a_command(client: httpx.AsyncClient, conversation_id: str) ->
     return any(e.get("action") == "run" for e in page.json()["events"])
 
 
-# Its own waits add up to about 200 s in the worst case (two server starts of up to 30 s,
+# Its own waits add up to about 260 s in the worst case (two server starts of up to 60 s,
 # 60 s for the conversations to get busy, 20 s for their resume, two terminates of up to 30 s).
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 async def test_sigterm_with_20_running_conversations(tmp_path: Path) -> None:
     llm = await ScriptedLLMProcess(
         tmp_path / "llm",
@@ -45,7 +45,7 @@ async def test_sigterm_with_20_running_conversations(tmp_path: Path) -> None:
         },
     )
     try:
-        await server.start(timeout=30)
+        await server.start(timeout=60)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
             created = await asyncio.gather(
                 *(
@@ -77,7 +77,7 @@ async def test_sigterm_with_20_running_conversations(tmp_path: Path) -> None:
         assert not list((tmp_path / "data" / "run").glob("*.pid"))
 
         # desired_running stayed true: all 20 are back at once
-        await server.start(timeout=30)
+        await server.start(timeout=60)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
             page = (await client.get("/api/conversations", params={"limit": 100})).json()
         statuses = {c["conversation_id"]: c["status"] for c in page["results"]}
