@@ -111,10 +111,6 @@ class Workspace:
                 done.append(part)
         return done
 
-    def agent_path(self, relative: str) -> str:
-        """How the agent names a workspace-relative path."""
-        return str(self.agent_root / relative) if relative else str(self.agent_root)
-
     # --- the walk --------------------------------------------------------------------------
     def exists(self) -> bool:
         try:
@@ -268,17 +264,6 @@ class Workspace:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise NotRegularFile(path)
             return handle.read(limit + 1)
-
-    def size(self, path: str) -> int:
-        with self._walk(path) as (walk, name):
-            fd = self._open_at(walk, name, _READ_FLAGS)
-        try:
-            info = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotRegularFile(path)
-        return info.st_size
 
     def list_dir(self, path: str = "") -> list[Entry]:
         """The entries of a directory (symlinks listed as files, not followed)."""
