@@ -347,32 +347,37 @@ class BwrapSandbox:
         timeout: float = 30.0,  # noqa: ASYNC109 - the Sandbox protocol's signature
         max_output_bytes: int = 16 * 1024 * 1024,
     ) -> ExecResult:
-        """A short-lived sandbox of its own over the same workspace: same uid, mounts and
-        rlimits, no network, not in the shell's cgroup; the workspace must exist."""
+        """A short-lived sandbox of its own over the same workspace: same uid, mounts,
+        rlimits and cgroup limits (a cgroup of its own), no network; the workspace must
+        exist."""
         where = str(MOUNT.joinpath(*self.workspace.parts(cwd)))
+        label = "convo-exec-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
+        cgroup = await asyncio.to_thread(SandboxCgroup.create, label, self._limits)
         try:
-            root = await asyncio.to_thread(self._root.resolve, True)
-            outer = launch_argv(
-                self._bwrap,
-                workspace=root,
-                network="none",
-                tmp_size_bytes=self._limits.tmp_size_bytes,
-                uid=self._uid,
-                cgroup_procs=[],
+            try:
+                root = await asyncio.to_thread(self._root.resolve, True)
+                outer = launch_argv(
+                    self._bwrap,
+                    workspace=root,
+                    network="none",
+                    tmp_size_bytes=self._limits.tmp_size_bytes,
+                    uid=self._uid,
+                    cgroup_procs=cgroup.procs_files,
+                )
+            except OSError as exc:
+                raise SandboxError(f"The workspace is not there: {exc}") from exc
+            outer[outer.index("--chdir") + 1] = where
+            limited = self._limits.ulimit_script() + 'exec "$@"'
+            shell = ["/bin/bash", "--noprofile", "--norc", "-c", limited, "bash"]
+            return await run_once(
+                [*outer, *shell, *argv],
+                env=clean_env(str(MOUNT), env or {}),
+                cwd=Path("/"),
+                timeout=timeout,
+                max_output_bytes=max_output_bytes,
             )
-        except OSError as exc:
-            raise SandboxError(f"The workspace is not there: {exc}") from exc
-        outer[outer.index("--chdir") + 1] = where
-        limited = self._limits.ulimit_script() + 'exec "$@"'
-        shell = ["/bin/bash", "--noprofile", "--norc", "-c", limited, "bash"]
-        command = [*outer, *shell, *argv]
-        return await run_once(
-            command,
-            env=clean_env(str(MOUNT), env or {}),
-            cwd=Path("/"),
-            timeout=timeout,
-            max_output_bytes=max_output_bytes,
-        )
+        finally:
+            await asyncio.to_thread(cgroup.remove)
 
     async def wait_failed(self) -> SandboxError:
         return await self._guard.wait_failed()
