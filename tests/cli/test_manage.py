@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import httpx
-from bench.harness import ConvoServer
+from bench.harness import ConvoServer, ScriptedLLMProcess
 
-from tests.cli.conftest import cli_env, convo
+from tests.cli.conftest import cli_env, convo, finish, start_cli
 
 
 async def _run_demo(server: ConvoServer, data_dir: Path, task: str) -> str:
@@ -66,3 +66,39 @@ async def test_a_server_that_does_not_answer_is_named(data_dir: Path) -> None:
     assert result.code == 5
     assert "cannot reach the convo server at http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_tail_follows_a_running_conversation_live(tmp_path: Path, data_dir: Path) -> None:
+    llm = await ScriptedLLMProcess(
+        tmp_path / "llm",
+        steps=[
+            {"tool": "execute_bash", "arguments": {"command": "sleep 3 && echo woke up"}},
+            {"tool": "finish", "arguments": {"message": "all done"}},
+        ],
+    ).start()
+    server = ConvoServer(
+        tmp_path / "server",
+        {
+            "data_dir": str(data_dir),
+            "llm_model": "openai/scripted",
+            "llm_base_url": llm.base_url,
+            "llm_api_key": "scripted-key",
+        },
+    )
+    env = cli_env(data_dir)
+    try:
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            created = await client.post("/api/conversations", json={"initial_user_msg": "nap"})
+            conversation_id = created.json()["conversation_id"]
+            tail = await start_cli(["tail", conversation_id], env)
+            result = await finish(tail, timeout=60)
+            info = (await client.get(f"/api/conversations/{conversation_id}")).json()
+    finally:
+        await server.terminate()
+        await llm.stop()
+
+    assert result.code == 0, result
+    out = result.stdout
+    assert out.index("$ sleep 3 && echo woke up") < out.index("woke up\n") < out.index("all done")
+    assert info["status"] == "RUNNING"  # tail only watched: the conversation is left as it was

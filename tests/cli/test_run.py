@@ -153,3 +153,22 @@ async def test_ctrl_c_stops_the_conversation(tmp_path: Path, data_dir: Path) -> 
     finally:
         await server.terminate()
         await llm.stop()
+
+
+async def test_model_option_picks_the_model_of_the_command_s_own_server(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    llm = await ScriptedLLMProcess(
+        tmp_path / "llm", steps=[{"tool": "finish", "arguments": {"message": "scripted reply"}}]
+    ).start()
+    env = cli_env(
+        data_dir, {"CONVO_LLM_BASE_URL": llm.base_url, "CONVO_LLM_API_KEY": "scripted-key"}
+    )
+    try:
+        result = await convo("run", "--model", "openai/scripted", "say hi", env=env)
+        without = await convo("run", "say hi", env=env)
+    finally:
+        await llm.stop()
+    assert result.code == 0, result
+    assert "scripted reply" in result.stdout
+    assert without.code == 2 and "No LLM is configured" in without.stderr  # no CONVO_LLM_MODEL
