@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench.harness import ConvoServer, ScriptedLLMProcess
 from bench.seed import seed_conversations, seed_history
@@ -64,18 +65,25 @@ async def _create(client: httpx.AsyncClient, message: str | None = None) -> str:
 async def cold_start(
     workdir: Path, url_for: Callable[[], Awaitable[str | None]], runs: int
 ) -> Figures:
-    times, rss = [], []
+    times, cpu, rss = [], [], []
     for run in range(runs):
         server = ConvoServer(
             workdir / f"cold{run}", server_settings(workdir / f"cold{run}", await url_for())
         )
         try:
             times.append(await server.start())
+            # CPU seconds the server spent until then: what a busy machine cannot inflate
+            used = psutil.Process(server.pid).cpu_times()
+            cpu.append(used.user + used.system)
             await asyncio.sleep(0.5)
             rss.append(server.footprint()[0])
         finally:
             await server.terminate()
-    return {"cold_start_s": statistics.median(times), "idle_rss_mb": statistics.median(rss)}
+    return {
+        "cold_start_s": statistics.median(times),
+        "cold_start_cpu_s": statistics.median(cpu),
+        "idle_rss_mb": statistics.median(rss),
+    }
 
 
 async def _hammer(base_url: str, path: str, clients: int, total: int) -> tuple[list[float], float]:
