@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -19,6 +20,8 @@ from convo.domain.conversation import ProviderToken, ProviderType
 from convo.llm.scripted import ScriptedLLM
 from convo.runtime.base import CommandResult
 from tests.api.conftest import RunningServer, ServeFactory, wait_for
+from tests.api.test_files import _conversation as _files_conversation
+from tests.api.test_files import _git
 from tests.stream.helpers import FakeSandboxFactory, SocketClient
 
 
@@ -376,3 +379,53 @@ async def test_repository_microagents_through_the_provider(server_factory: Serve
     finally:
         api.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+# --- the changes panel: against the remote branch, as OpenHands ------------------------------
+async def test_git_changes_count_commits_not_pushed(
+    server_factory: ServeFactory, tmp_path: Path
+) -> None:
+    """A commit the agent made but did not push stays in the Changes tab (a diff against
+    HEAD emptied it), until it is pushed."""
+    origin = tmp_path / "origin.git"
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    await _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    await _git(seed, "init", "-q", "-b", "main")
+    (seed / "a.txt").write_text("one\n")
+    await _git(seed, "add", ".")
+    await _git(seed, "commit", "-q", "-m", "first")
+    await _git(seed, "push", "-q", str(origin), "main")
+    async with server_factory(Overrides(sandbox_factory=FakeSandboxFactory())) as server:
+        cid = await _files_conversation(server, {"README": b"workspace\n"})
+        root = server.manager.workspace_path(cid)
+        await _git(root, "clone", "-q", str(origin), "proj")
+        project = root / "proj"
+        (project / "b.txt").write_text("committed, not pushed\n")
+        await _git(project, "add", "b.txt")
+        await _git(project, "commit", "-q", "-m", "second")
+        (project / "a.txt").write_text("two\n")
+        (project / "c.txt").write_text("untracked\n")
+        base = f"/api/conversations/{cid}"
+
+        changes = (await server.client.get(f"{base}/git/changes")).json()
+        assert sorted(changes, key=lambda c: c["path"]) == [
+            {"status": "M", "path": "proj/a.txt"},
+            {"status": "A", "path": "proj/b.txt"},
+            {"status": "A", "path": "proj/c.txt"},
+        ]
+        diff = await server.client.get(f"{base}/git/diff", params={"path": "proj/b.txt"})
+        assert diff.json() == {"original": "", "modified": "committed, not pushed\n"}
+
+        await _git(project, "push", "-q", "origin", "main")
+        changes = (await server.client.get(f"{base}/git/changes")).json()
+        assert sorted(c["path"] for c in changes) == ["proj/a.txt", "proj/c.txt"]
+
+        # a branch of its own that was never pushed: measured from where it left main
+        await _git(project, "checkout", "-q", "-b", "feature")
+        await _git(project, "add", "a.txt")
+        await _git(project, "commit", "-q", "-m", "on the branch")
+        changes = (await server.client.get(f"{base}/git/changes")).json()
+        assert sorted(c["path"] for c in changes) == ["proj/a.txt", "proj/c.txt"]
+        diff = await server.client.get(f"{base}/git/diff", params={"path": "proj/a.txt"})
+        assert diff.json() == {"original": "one\n", "modified": "two\n"}

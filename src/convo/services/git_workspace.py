@@ -101,56 +101,94 @@ def find_repositories(workspace: Workspace) -> list[Repository]:
     ]
 
 
-def _status_letter(code: str) -> str:
-    if code == "??" or "A" in code:
-        return "A"
-    if "U" in code:
-        return "U"
-    if "D" in code:
-        return "D"
-    if "R" in code:
-        return "R"
-    return "M"
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 
 
-def parse_porcelain(output: bytes, prefix: str = "") -> list[dict[str, str]]:
-    """``git status --porcelain=v1 -z`` output → ``[{status, path}]``."""
+async def _output(sandbox: Sandbox, repo: Repository, *args: str) -> str | None:
+    """A git command's first line of output, or None when it fails."""
+    result = await _git(sandbox, repo, *args)
+    if result.exit_code != 0:
+        return None
+    lines = result.stdout.decode("utf-8", "replace").strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+async def base_ref(sandbox: Sandbox, repo: Repository) -> str:
+    """What the changes are measured against, as OpenHands does: the remote branch of the
+    current one, else the merge base with the remote's default branch, else that branch;
+    without a remote, HEAD (or the empty tree before the first commit). Read from the refs
+    the clone has: nothing is fetched."""
+    branch = await _output(sandbox, repo, "rev-parse", "--abbrev-ref", "HEAD")
+    default = await _output(sandbox, repo, "symbolic-ref", "--quiet", "refs/remotes/origin/HEAD")
+    candidates: list[str] = []
+    if branch and branch != "HEAD":
+        candidates.append(f"refs/remotes/origin/{branch}")
+    if default:
+        merge_base = await _output(sandbox, repo, "merge-base", "HEAD", default)
+        candidates += [merge_base or "", default]
+    candidates += ["HEAD", _EMPTY_TREE]
+    for ref in filter(None, candidates):
+        commit = await _output(sandbox, repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{tree}}")
+        if commit:
+            return ref
+    return _EMPTY_TREE
+
+
+def parse_name_status(output: bytes, prefix: str = "") -> list[dict[str, str]]:
+    """``git diff --name-status -z`` output → ``[{status, path}]`` (a rename: its new path)."""
     changes: list[dict[str, str]] = []
     parts = output.decode("utf-8", "replace").split("\0")
     index = 0
-    while index < len(parts):
-        entry = parts[index]
-        index += 1
-        if len(entry) < 4:
-            continue
-        code, path = entry[:2], entry[3:]
-        if "R" in code or "C" in code:
-            index += 1  # the original name follows a rename or copy
-        changes.append({"status": _status_letter(code), "path": prefix + path})
+    while index + 1 < len(parts):
+        code, path = parts[index], parts[index + 1]
+        index += 2
+        if code[:1] in ("R", "C") and index < len(parts):
+            path = parts[index]  # the new name follows the old one
+            index += 1
+        if code:
+            letter = code[:1] if code[:1] in ("A", "D", "M", "R", "U") else "M"
+            changes.append({"status": letter, "path": prefix + path})
     return changes
 
 
+async def _checked(sandbox: Sandbox, repo: Repository, *args: str) -> bytes:
+    result = await _git(sandbox, repo, *args)
+    if result.exit_code != 0:
+        where = repo.prefix or "the workspace"
+        detail = "timed out" if result.timed_out else "failed"
+        reason = result.stderr.decode("utf-8", "replace").strip()[-300:]
+        raise GitFailed(f"git {args[0]} {detail} in {where}: {reason}")
+    return result.stdout
+
+
 async def git_changes(sandbox: Sandbox) -> list[dict[str, str]]:
+    """Every file that differs from ``base_ref`` (commits not pushed included), and the
+    untracked ones as added, as OpenHands' changes panel lists them."""
     repositories = await asyncio.to_thread(find_repositories, sandbox.workspace)
     if not repositories:
         raise NotAGitRepository()
     changes: list[dict[str, str]] = []
     for repo in repositories:
-        result = await _git(
+        ref = await base_ref(sandbox, repo)
+        tracked = await _checked(
             sandbox,
             repo,
-            "status",
-            "--porcelain=v1",
+            "diff",
+            "--name-status",
             "-z",
-            "--untracked-files=all",
+            "--no-renames",
             "--ignore-submodules=all",
+            ref,
         )
-        if result.exit_code != 0:
-            where = repo.prefix or "the workspace"
-            detail = "timed out" if result.timed_out else "failed"
-            reason = result.stderr.decode("utf-8", "replace").strip()[-300:]
-            raise GitFailed(f"git status {detail} in {where}: {reason}")
-        changes.extend(parse_porcelain(result.stdout, repo.prefix))
+        changes.extend(parse_name_status(tracked, repo.prefix))
+        untracked = await _checked(
+            sandbox, repo, "ls-files", "--others", "--exclude-standard", "-z"
+        )
+        changes.extend(
+            {"status": "A", "path": repo.prefix + name}
+            for name in untracked.decode("utf-8", "replace").split("\0")
+            if name
+        )
     return changes
 
 
@@ -165,7 +203,8 @@ def _current(workspace: Workspace, path: str) -> str:
 
 
 async def git_diff(sandbox: Sandbox, path: str) -> dict[str, str]:
-    """``{original, modified}``: the file at HEAD (empty if new) and now (empty if deleted)."""
+    """``{original, modified}``: the file at ``base_ref`` (empty if new there) and now
+    (empty if deleted)."""
     workspace = sandbox.workspace
     parts = workspace.parts(client_path(path))  # lexical: git/changes names no symlinks
     repositories = await asyncio.to_thread(find_repositories, workspace)
@@ -176,7 +215,8 @@ async def git_diff(sandbox: Sandbox, path: str) -> dict[str, str]:
     if repo is None or not parts:
         raise NotAGitRepository()
     inside = "/".join(parts[1:] if repo.prefix else parts)
-    original = await _git(sandbox, repo, "show", "--no-textconv", f"HEAD:{inside}")
+    ref = await base_ref(sandbox, repo)
+    original = await _git(sandbox, repo, "show", "--no-textconv", f"{ref}:{inside}")
     modified = await asyncio.to_thread(_current, workspace, "/".join(parts))
     return {
         "original": original.stdout.decode("utf-8", "replace") if original.exit_code == 0 else "",
