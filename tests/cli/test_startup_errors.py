@@ -3,15 +3,18 @@ traceback (unless --debug), and check-config shows no secret."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
-from bench.harness import ConvoServer, free_port
+from bench.harness import ConvoServer, ScriptedLLMProcess, free_port
 
 from tests.cli.conftest import cli_env, convo, finish, start_cli
+from tests.polling import wait_until
 
 SESSION_KEY = "session-key-b7f1e2"
 LLM_KEY = "llm-key-5c9d0a"
@@ -135,3 +138,51 @@ async def test_first_ctrl_c_of_serve_says_how_long_it_waits(data_dir: Path) -> N
     assert "Traceback" not in result.stderr
     assert result.stderr.rstrip().endswith("convo: stopped")
     assert result.code == 130  # ended by Ctrl-C, as shells expect
+
+
+async def test_second_ctrl_c_of_serve_stops_at_once(tmp_path: Path, data_dir: Path) -> None:
+    llm = await ScriptedLLMProcess(
+        tmp_path / "llm",
+        steps=[{"tool": "execute_bash", "arguments": {"command": "sleep 120"}}],
+    ).start()
+    port = free_port()
+    env = cli_env(
+        data_dir,
+        {
+            "CONVO_SHUTDOWN_GRACE_SECONDS": "60",  # the running sleep would hold it for 30 s
+            "CONVO_LLM_MODEL": "openai/scripted",
+            "CONVO_LLM_BASE_URL": llm.base_url,
+            "CONVO_LLM_API_KEY": "scripted-key",
+        },
+    )
+    process = await start_cli(["serve", "--port", str(port)], env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            await wait_until(lambda: _alive(client), timeout=60, what="convo serve")
+            created = await client.post("/api/conversations", json={"initial_user_msg": "nap"})
+            conversation_id = created.json()["conversation_id"]
+
+            async def sleeping() -> bool:
+                page = await client.get(f"/api/conversations/{conversation_id}/events")
+                return any(e.get("action") == "run" for e in page.json().get("events", []))
+
+            await wait_until(sleeping, timeout=60, what="the agent's sleep")
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        first = await asyncio.wait_for(process.stderr.readline(), 30)
+        while b"stopping: waiting up to 60 s" not in first:
+            first = await asyncio.wait_for(process.stderr.readline(), 30)
+        process.send_signal(signal.SIGINT)
+        result = await finish(process, timeout=20)  # well before the 30 s the sleep could take
+    finally:
+        await llm.stop()
+    assert result.code == 130
+    assert "stopping now without waiting" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def _alive(client: httpx.AsyncClient) -> bool:
+    try:
+        return (await client.get("/alive")).status_code == 200
+    except httpx.HTTPError:
+        return False
