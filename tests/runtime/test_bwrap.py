@@ -9,6 +9,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,9 @@ async def test_network_can_be_cut(data_dir: Path) -> None:
         cut = await network_reaches(data_dir, "none", port)
         assert "connected" not in cut
         assert "Error" in cut
+        if os.geteuid() == 0:  # isolated: the sandbox's 127.0.0.1 is its own
+            isolated = await network_reaches(data_dir, "isolated", port)
+            assert "ConnectionRefusedError" in isolated, isolated
     finally:
         server.close()
         await server.wait_closed()
@@ -311,3 +315,21 @@ async def test_missing_bwrap_is_unavailable(data_dir: Path) -> None:
     with pytest.raises(SandboxUnavailable):
         await sandbox.start()
     await sandbox.close()
+
+
+async def test_no_file_outgrows_the_workspace_quota(data_dir: Path) -> None:
+    """The kernel stops one file at the quota (RLIMIT_FSIZE); the watch then stops the rest."""
+    spec = make_spec(data_dir)
+    sandbox = BwrapSandbox(replace(spec, disk_limit_bytes=8 * 2**20), network="none", limits=SMALL)
+    await sandbox.start()
+    try:
+        result = await sandbox.run("head -c 50M /dev/zero > big; echo status=$?; stat -c %s big")
+        assert "File too large" in result.output, result.output  # EFBIG at the limit
+        assert result.output.splitlines()[-1] == str(8 * 2**20)
+        await sandbox.run("echo one-byte-more > small")  # now over the quota as a whole
+        failure = await asyncio.wait_for(sandbox.wait_failed(), 20)
+        assert "quota of 8 MB" in str(failure)
+        with pytest.raises(type(failure)):
+            await sandbox.run("echo more")
+    finally:
+        await sandbox.close()

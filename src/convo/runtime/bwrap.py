@@ -278,6 +278,7 @@ class BwrapSandbox:
             return
         try:
             argv = await asyncio.to_thread(self._prepare)
+            await self._guard.measure(self._root)
             session = BashSession(
                 argv,
                 cwd=Path("/"),

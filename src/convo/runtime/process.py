@@ -105,6 +105,7 @@ class ProcessSandbox:
             self._root = await asyncio.to_thread(self._root.resolve, True)
         except OSError as exc:
             raise SandboxError(f"Cannot create the workspace {self._root}: {exc}") from exc
+        await self._guard.measure(self._root)
         self._lifeline = os.pipe()  # the server holds the write end until close()
         session = BashSession(
             [self._bash, "--noprofile", "--norc"],

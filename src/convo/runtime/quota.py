@@ -9,9 +9,9 @@ A workspace's quota (``CONVO_WORKSPACE_DISK_MB``) is enforced in two ways:
   once it is over its quota, kills the sandbox's shell and everything it started and
   reports the failure, which stops the conversation with an error event (started again,
   a conversation over its quota may shrink its workspace, not grow it). It measures
-  again after a pause of at least a second and twenty times the last measurement's
-  duration, so a large workspace costs little; a fast writer can overshoot by what it
-  writes in that pause.
+  again after a pause of at least a second and ten times the last measurement's CPU
+  time, so a large workspace costs at most a tenth of a core; a fast writer can overshoot
+  by what it writes in that pause.
 
 What would enforce it fully in the kernel, and why it is not used: project quotas need the
 data dir's filesystem mounted with ``prjquota`` (ext4/xfs), which convo cannot assume; a
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
 _MIN_PAUSE = 1.0
 _MAX_PAUSE = 30.0
+_PAUSE_FACTOR = 10  # of a measurement's CPU time: the watch costs at most a tenth of a core
 
 
 def disk_usage(root: Path) -> int:
@@ -102,9 +103,11 @@ class QuotaWatch:
         *,
         name: str,
         on_exceeded: Callable[[WorkspaceQuotaExceeded], Awaitable[None]],
+        baseline_bytes: int = 0,
     ) -> None:
         self._root = root
         self._limit = limit_bytes
+        self._baseline = baseline_bytes  # the use before the sandbox's shell started
         self._name = name
         self._on_exceeded = on_exceeded
         self._task: asyncio.Task[None] | None = None
@@ -121,17 +124,13 @@ class QuotaWatch:
                 await task
 
     async def _watch(self) -> None:
-        limit = self._limit
-        first = True
+        limit = max(self._limit, self._baseline)  # a workspace over it may shrink, not grow
         while True:
-            began = time.monotonic()
             try:
-                used = await asyncio.to_thread(disk_usage, self._root)
+                used, cost = await asyncio.to_thread(_timed_usage, self._root)
             except Exception:  # never silently: the quota would no longer be watched
                 logger.exception("measuring workspace %s failed; retrying", self._root)
-                used = 0
-            if first:  # a workspace already over its quota may shrink, not grow
-                limit, first = max(limit, used), False
+                used, cost = 0, 0.0
             if used > limit:
                 await self._on_exceeded(
                     WorkspaceQuotaExceeded(
@@ -142,8 +141,15 @@ class QuotaWatch:
                     )
                 )
                 return
-            pause = 20 * (time.monotonic() - began)
-            await asyncio.sleep(min(max(_MIN_PAUSE, pause), _MAX_PAUSE))
+            await asyncio.sleep(min(max(_MIN_PAUSE, _PAUSE_FACTOR * cost), _MAX_PAUSE))
+
+
+def _timed_usage(root: Path) -> tuple[int, float]:
+    """disk_usage and the CPU time it took (not the wall time: a busy machine's wait for a
+    thread or the CPU must not lengthen the pause)."""
+    began = time.thread_time()
+    used = disk_usage(root)
+    return used, time.thread_time() - began
 
 
 class WorkspaceGuard:
@@ -155,6 +161,7 @@ class WorkspaceGuard:
         self._watch: QuotaWatch | None = None
         self._failure: SandboxError | None = None
         self._failed = asyncio.Event()
+        self._baseline = 0
 
     def limit_files(self, limits: ResourceLimits) -> ResourceLimits:
         """``limits`` with no file larger than the quota."""
@@ -169,6 +176,12 @@ class WorkspaceGuard:
             return ""
         return f"ulimit -f {max(1, self._limit // 1024)} || exit 97\n"
 
+    async def measure(self, root: Path) -> None:
+        """Before the shell starts: the workspace's use, which a restarted conversation over
+        its quota may not exceed (measured before any command of the agent can write)."""
+        if self._limit is not None:
+            self._baseline = await asyncio.to_thread(disk_usage, root)
+
     def start(self, root: Path, shell: BashSession) -> None:
         if self._limit is None or self._watch is not None:
             return
@@ -179,7 +192,13 @@ class WorkspaceGuard:
             self._failed.set()
             await shell.close()  # every process of the sandbox, now
 
-        self._watch = QuotaWatch(root, self._limit, name=self._name, on_exceeded=exceeded)
+        self._watch = QuotaWatch(
+            root,
+            self._limit,
+            name=self._name,
+            on_exceeded=exceeded,
+            baseline_bytes=self._baseline,
+        )
         self._watch.start()
 
     def check(self) -> None:

@@ -1,0 +1,61 @@
+"""Disk: a workspace's quota stops a filling agent; a nearly full disk refuses new work."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from convo.runtime.quota import disk_usage
+from tests.api.conftest import make_settings, serve
+from tests.security.attacker import attacker_server, outputs
+
+QUOTA_MB = 20
+FILES = 400
+# 400 MB in 1 MB files, a little at a time: only the workspace watch can stop this (no
+# single file reaches the per-file limit), and it must, long before the last one
+FILL = (
+    f"for i in $(seq 1 {FILES}); do head -c 1M /dev/zero > fill$i || break; sleep 0.02; done; "
+    "echo FILLED-EVERYTHING"
+)
+
+
+@pytest.mark.timeout(180)
+async def test_a_disk_filling_command_is_stopped_at_the_quota(tmp_path: Path) -> None:
+    assert os.geteuid() == 0, "run as root, as the sandbox is meant to"
+    async with attacker_server(
+        tmp_path, [FILL, "echo still-running"], workspace_disk_mb=str(QUOTA_MB)
+    ) as attack:
+        cid, events = await attack.run(timeout=120)
+    text = outputs(events)
+    assert "FILLED-EVERYTHING" not in text and "still-running" not in text, text[-1000:]
+    errors = [e["content"] for e in events if e.get("observation") == "error"]
+    assert any("quota" in error and f"{QUOTA_MB} MB" in error for error in errors), errors
+    states = [
+        e["extras"]["agent_state"] for e in events if e.get("observation") == "agent_state_changed"
+    ]
+    assert states[-1] == "error", states
+    workspace = tmp_path / "data" / "workspaces" / cid
+    written = len(list(workspace.glob("fill*")))
+    assert QUOTA_MB <= written < FILES, written
+    print(f"stopped after {written} MB of {FILES} MB (quota {QUOTA_MB} MB)")
+    assert disk_usage(workspace) < FILES * 2**20
+
+
+async def test_new_work_is_refused_while_the_disk_is_nearly_full(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, min_free_disk_mb=2**40)  # more than any disk has
+    async with serve(settings) as server:
+        created = await server.client.post("/api/conversations", json={})
+        assert created.status_code == 507, created.text
+        assert "disk is nearly full" in created.json()["detail"]
+    roomy = make_settings(tmp_path, min_free_disk_mb=1)
+    async with serve(roomy) as server:
+        created = await server.client.post("/api/conversations", json={})
+        assert created.status_code == 200, created.text
+        cid = created.json()["conversation_id"]
+        stopped = await server.client.post(f"/api/conversations/{cid}/stop")
+        assert stopped.status_code == 200, stopped.text  # else the next server resumes it
+    async with serve(settings) as server:
+        started = await server.client.post(f"/api/conversations/{cid}/start", json={})
+        assert started.status_code == 507, started.text
