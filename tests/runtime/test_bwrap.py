@@ -6,6 +6,7 @@ Nothing here is skipped: if bubblewrap cannot run on this machine, these tests f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -160,7 +161,12 @@ async def test_close_leaves_no_process_behind(box: BwrapSandbox) -> None:
 
     def all_started() -> bool:
         inside[:] = sandbox_pids(box)
-        return len(inside) >= 6  # init, bash, four sleeps
+        sleeps = set()
+        for pid in inside:
+            with contextlib.suppress(OSError):
+                sleeps.add(Path(f"/proc/{pid}/cmdline").read_bytes())
+        # init, bash, the four sleeps (counting alone could count a transient fork instead)
+        return {f"sleep\0{n}\0".encode() for n in range(1000, 1004)} <= sleeps
 
     await wait_until(all_started, 10, what="the foreground sleep to start")
     launcher = box.shell_pid
