@@ -25,7 +25,7 @@ from convo.domain.conversation import (
     ConversationTrigger,
     ProviderType,
 )
-from convo.errors import ConversationNotFound, ConvoError, ServerShuttingDown
+from convo.errors import ConversationNotFound, ConvoError, DiskNearlyFull, ServerShuttingDown
 from convo.services.conversations import ConversationManager, NewConversation
 from convo.services.durable_writes import DISK_FULL, STORAGE_LOST
 from convo.services.stopping import StopResult
@@ -95,8 +95,8 @@ async def _start(
         status = await manager.start(conversation_id, user_id, providers_set)
     except ConversationNotFound:
         return _error(404, {"status": "error", "conversation_id": conversation_id})
-    except ServerShuttingDown:
-        raise  # 503: retry once the server is back
+    except (ServerShuttingDown, DiskNearlyFull):
+        raise  # 503 or 507: retry once the server is back or has disk space again
     except ConvoError as exc:
         logger.error("starting %s failed: %s", conversation_id, exc)
         return _error(
