@@ -110,7 +110,7 @@ async def test_start_a_task_follow_it_live_and_stop_it(
     await expect(page.locator("#conversation-status")).to_have_text("RUNNING")
     await expect(page.locator("#conversation-agent-state")).to_have_text("waiting for you")
     await page.fill("#message", "Wrap up")
-    await page.click("#send-message button[type=submit]")
+    await page.press("#message", "Control+Enter")
     await expect(events.locator(".message.finish")).to_contain_text("Nothing left to do.")
     await expect(page.locator("#conversation-agent-state")).to_have_text("finished")
 

@@ -363,6 +363,16 @@ for (const [id, decision] of [["confirm-yes", "user_confirmed"], ["confirm-no", 
   });
 }
 
+// Ctrl+Enter (or Cmd+Enter) sends a message or starts a task from its text box.
+for (const [box, form] of [["message", "send-message"], ["task", "new-task"]]) {
+  $(box).addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      $(form).requestSubmit();
+    }
+  });
+}
+
 // --- settings ------------------------------------------------------------------------------
 async function loadSettings() {
   const form = $("settings-form");
