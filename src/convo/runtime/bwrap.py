@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -60,7 +59,9 @@ _ETC = {
 _ETC_PREFIXES = ("java", "ld.so", "python")
 
 # Run by the server's own Python with -I -S (no site, no environment) and a fixed minimal
-# environment; its first argument is a JSON object, the rest the bwrap command line. It joins
+# environment; its arguments: cgroup.procs files, uid, workspace, cover, then slirp4netns,
+# ip, range, refused networks and DNS address (empty: no isolated network), then the bwrap
+# command line; only what it needs is imported (it starts with every sandbox). It joins
 # the cgroups; for an isolated network (root only) it makes a new network namespace, refuses
 # the configured networks there with prohibit routes, turns IPv6 off for new interfaces and
 # attaches slirp4netns (forked before, so it stays in the host's namespace; it dies with its
@@ -71,9 +72,9 @@ _ETC_PREFIXES = ("java", "ld.so", "python")
 # resolv.conf there. Then it drops to the uid and execs bwrap (an absolute path).
 _COVERS = ("/tmp", "/mnt", "/srv", "/media", "/opt")
 LAUNCHER = """
-import ctypes, json, os, select, subprocess, sys
-conf = json.loads(sys.argv[1])
-uid, cover, net = conf["uid"], conf["cover"], conf["network"]
+import ctypes, os, sys
+procs, uid, workspace, cover = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+slirp4netns, ip, cidr, routes, dns = sys.argv[5:10]
 libc = ctypes.CDLL(None, use_errno=True)
 def check(result, what):
     if result != 0:
@@ -86,12 +87,13 @@ def slirp(parent, go, ready):
             null = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
-            os.execv(net["slirp4netns"], [net["slirp4netns"], "--configure", "--mtu=65520",
+            os.execv(slirp4netns, [slirp4netns, "--configure", "--mtu=65520",
                 "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
-                "--cidr=" + net["cidr"], "--ready-fd=%d" % ready, str(parent), "tap0"])
+                "--cidr=" + cidr, "--ready-fd=%d" % ready, str(parent), "tap0"])
     finally:
         os._exit(1)
 def isolate():
+    import select, subprocess
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()
     parent = os.getpid()
@@ -107,8 +109,8 @@ def isolate():
             handle.write("1")
     except FileNotFoundError:
         pass  # no IPv6 in this kernel
-    routes = "".join(line + "\\n" for line in net["routes"])
-    done = subprocess.run([net["ip"], "-batch", "-"], input=routes.encode(), env={},
+    batch = "".join("route add prohibit %s\\n" % net for net in routes.split(","))
+    done = subprocess.run([ip, "-batch", "-"], input=batch.encode(), env={},
                           capture_output=True)
     if done.returncode != 0:
         raise OSError(0, "ip: " + done.stderr.decode(errors="replace").strip())
@@ -118,10 +120,10 @@ def isolate():
         raise OSError(0, "slirp4netns did not start")
     os.close(ready_r)
 try:
-    for path in conf["procs"]:
+    for path in filter(None, procs.split(":")):
         with open(path, "w") as handle:
             handle.write(str(os.getpid()))
-    if net is not None:
+    if slirp4netns:
         isolate()
     if uid >= 0:
         stage = cover + "/convo-workspace"
@@ -129,14 +131,14 @@ try:
         check(libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None), "make / private")
         check(libc.mount(b"tmpfs", cover.encode(), b"tmpfs", 0, b"mode=0755,size=64k"), cover)
         os.mkdir(stage, 0o755)
-        check(libc.mount(conf["workspace"].encode(), stage.encode(), None, 0x1000, None), "bind")
-        if net is not None:
+        check(libc.mount(workspace.encode(), stage.encode(), None, 0x1000, None), "bind")
+        if slirp4netns:
             with open(cover + "/convo-resolv.conf", "w") as handle:
-                handle.write(net["resolv_conf"])
+                handle.write("nameserver %s\\n" % dns)
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-    os.execv(sys.argv[2], sys.argv[2:])
+    os.execv(sys.argv[10], sys.argv[10:])
 except OSError as exc:
     print(f"convo sandbox launcher: {exc}", flush=True)
     sys.exit(97)
@@ -221,15 +223,12 @@ def launch_argv(
         tmp_size_bytes=tmp_size_bytes,
         resolv_conf=f"{cover}/convo-resolv.conf" if isolated is not None else None,
     )
-    conf = {
-        "procs": cgroup_procs,
-        "uid": uid,
-        "workspace": str(workspace),
-        "cover": cover,
-        "network": isolated.launcher_config() if isolated is not None else None,
-    }
-    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, json.dumps(conf)]
-    return [*launcher, *inner, "--"]
+    net = ("", "", "", "", "")
+    if isolated is not None:
+        refused = ",".join(isolated.refused)
+        net = (isolated.slirp4netns, isolated.ip, isolated.cidr, refused, isolated.dns)
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, ":".join(cgroup_procs), str(uid)]
+    return [*launcher, str(workspace), cover, *net, *inner, "--"]
 
 
 class BwrapSandbox:

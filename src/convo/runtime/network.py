@@ -111,15 +111,6 @@ class IsolatedNetwork:
     def dns(self) -> str:
         return str(ipaddress.ip_network(self.cidr)[3])
 
-    def launcher_config(self) -> dict[str, object]:
-        return {
-            "slirp4netns": self.slirp4netns,
-            "ip": self.ip,
-            "cidr": self.cidr,
-            "routes": [f"route add prohibit {network}" for network in self.refused],
-            "resolv_conf": f"nameserver {self.dns}\n",
-        }
-
 
 def _free_cidr(own: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
     for candidate in _CANDIDATE_CIDRS:
