@@ -205,6 +205,8 @@ async def test_symlinks_lead_nowhere_outside(server_factory: ServeFactory, tmp_p
             assert shown.status_code == 403 and "host secret" not in shown.text, name
         listed = await server.client.get(f"{base}/list-files", params={"path": "out"})
         assert listed.status_code == 403
+        top = await server.client.get(f"{base}/list-files")
+        assert top.json() == ["alias/", "inner/", "out", "secret.txt"]
         inside = await server.client.get(f"{base}/select-file", params={"file": "alias/ok.txt"})
         assert inside.json() == {"code": "fine"}
         uploaded = await server.client.post(

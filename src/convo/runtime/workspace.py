@@ -50,7 +50,8 @@ class WorkspaceChanged(OSError):
 @dataclass(frozen=True)
 class Entry:
     name: str  # relative to the directory listed (nested names for a tree)
-    is_dir: bool
+    is_dir: bool  # a real directory (a symlink to one is not)
+    is_link: bool = False
 
 
 class _Walk:
@@ -269,7 +270,7 @@ class Workspace:
         """The entries of a directory (symlinks listed as files, not followed)."""
         with self._walk(path) as (walk, name):
             fd = self._open_at(walk, name, _DIR_FLAGS)
-        return [Entry(e.name, e.is_dir) for e in _scan(fd)]
+        return _scan(fd)
 
     def tree(self, path: str, depth: int, *, hidden: bool = False) -> list[Entry]:
         """Entries below a directory down to ``depth`` levels, names relative to it, each
@@ -284,7 +285,7 @@ class Workspace:
 
         def add(prefix: str) -> None:
             for entry in listed.get(prefix, []):
-                found.append(Entry(prefix + entry.name, entry.is_dir))
+                found.append(Entry(prefix + entry.name, entry.is_dir, entry.is_link))
                 if entry.is_dir:
                     add(f"{prefix}{entry.name}/")
 
@@ -373,7 +374,7 @@ def _scan(fd: int) -> list[Entry]:
     try:
         with os.scandir(fd) as scanned:
             return sorted(
-                (Entry(e.name, e.is_dir(follow_symlinks=False)) for e in scanned),
+                (Entry(e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in scanned),
                 key=lambda e: e.name,
             )
     finally:

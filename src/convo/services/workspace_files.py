@@ -108,9 +108,25 @@ def list_entries(workspace: Workspace, path: str | None) -> list[str]:
     except OSError as exc:
         raise translate(exc, shown) from exc
     base = f"{relative}/" if relative else ""
-    folders = [f"{base}{e.name}/" for e in entries if e.is_dir and e.name not in HIDDEN_ENTRIES]
-    files = [f"{base}{e.name}" for e in entries if not e.is_dir and e.name not in HIDDEN_ENTRIES]
+    folders: list[str] = []
+    files: list[str] = []
+    for entry in entries:
+        if entry.name in HIDDEN_ENTRIES:
+            continue
+        if entry.is_dir or (entry.is_link and _is_dir_inside(workspace, base + entry.name)):
+            folders.append(f"{base}{entry.name}/")
+        else:
+            files.append(f"{base}{entry.name}")
     return sorted(folders, key=str.lower) + sorted(files, key=str.lower)
+
+
+def _is_dir_inside(workspace: Workspace, path: str) -> bool:
+    """Whether a symlink leads to a directory inside the workspace (one leading out is
+    listed as a file, and opening it is refused)."""
+    try:
+        return workspace.kind(path) == "dir"
+    except (OSError, PathOutsideWorkspace):
+        return False
 
 
 def read_text(workspace: Workspace, path: str) -> str:
