@@ -39,7 +39,7 @@ from convo.runtime.quota import ensure_free_disk
 from convo.services.event_log import EventLog, status_update
 from convo.services.keyed_lock import KeyedLock
 from convo.services.streams import EventFeed, StreamOptions
-from convo.services.user_config import resolve_config
+from convo.services.user_config import ConversationConfig, resolve_config
 from convo.services.user_events import title_from_text
 from convo.storage.base import ConversationPage, Storage
 
@@ -58,6 +58,17 @@ class NewConversation:
     # The caller starts its loop right away: stored as wanted running with the row itself,
     # so that the start has nothing more to write (and a crash in between resumes it).
     start: bool = False
+
+
+@dataclass(frozen=True)
+class CreatedConversation:
+    metadata: ConversationMetadata
+    # the user's settings as the create read them; None: an earlier create made it
+    config: ConversationConfig | None
+
+    @property
+    def conversation_id(self) -> str:
+        return self.metadata.conversation_id
 
 
 class ConversationRecords:
@@ -151,6 +162,16 @@ class ConversationRecords:
     ) -> str:
         """Store a new conversation (and its first message); its id. With an idempotency key
         the user's conversation made with the same key, while kept, is returned instead."""
+        created = await self.create_conversation(user_id, request, idempotency_key)
+        return created.conversation_id
+
+    async def create_conversation(
+        self,
+        user_id: str | None,
+        request: NewConversation,
+        idempotency_key: str | None = None,
+    ) -> CreatedConversation:
+        """``create``, with what it read on the way (for the start that follows)."""
         if self._closing:
             raise ServerShuttingDown
         await asyncio.to_thread(  # DiskNearlyFull while the data dir's disk is nearly full
@@ -164,7 +185,7 @@ class ConversationRecords:
             if existing is not None:
                 kept = timedelta(seconds=self._settings.idempotency_key_seconds)
                 if utcnow() - existing.created_at < kept:
-                    return existing.conversation_id
+                    return CreatedConversation(existing, None)
                 # expired: the key may make a new conversation
                 await conversations.update_fields(existing.conversation_id, idempotency_key=None)
             try:
@@ -173,30 +194,30 @@ class ConversationRecords:
                 existing = await conversations.find_by_idempotency_key(user_id, idempotency_key)
                 if existing is None:
                     raise
-                return existing.conversation_id
+                return CreatedConversation(existing, None)
 
     async def _create(
         self, user_id: str | None, request: NewConversation, idempotency_key: str | None
-    ) -> str:
+    ) -> CreatedConversation:
         conversation_id = new_conversation_id()
         message = request.initial_user_msg
-        secrets = await self._stored_secret_values(user_id) if message else []
+        config = await self._user_config(user_id) if message or request.start else None
+        secrets = config.secret_values() if config is not None else []
         title = title_from_text(mask_text(message, secrets)) if message else ""
-        await self._storage.conversations.create(
-            ConversationMetadata(
-                conversation_id=conversation_id,
-                user_id=user_id,
-                title=title,
-                selected_repository=request.repository,
-                selected_branch=request.selected_branch,
-                git_provider=request.git_provider,
-                trigger=request.trigger,
-                conversation_instructions=request.conversation_instructions,
-                llm_model=self._settings.llm_model,
-                idempotency_key=idempotency_key,
-                desired_running=request.start,
-            )
+        metadata = ConversationMetadata(
+            conversation_id=conversation_id,
+            user_id=user_id,
+            title=title,
+            selected_repository=request.repository,
+            selected_branch=request.selected_branch,
+            git_provider=request.git_provider,
+            trigger=request.trigger,
+            conversation_instructions=request.conversation_instructions,
+            llm_model=self._settings.llm_model,
+            idempotency_key=idempotency_key,
+            desired_running=request.start,
         )
+        await self._storage.conversations.create(metadata)
         if message:
             try:
                 await self._log.append(
@@ -208,7 +229,7 @@ class ConversationRecords:
                 with contextlib.suppress(Exception):
                     await self._storage.conversations.delete(conversation_id)
                 raise
-        return conversation_id
+        return CreatedConversation(metadata, config)
 
     # --- for the supervisor (through the manager) ------------------------------------
     async def wanted_running(self) -> list[ConversationMetadata]:
@@ -237,15 +258,20 @@ class ConversationRecords:
             status_update("info", "", conversation_id, conversation_title=title),
         )
 
-    async def _stored_secret_values(self, user_id: str | None) -> list[str]:
-        """What to mask in an event stored while no loop runs (every stored token)."""
-        config = resolve_config(
+    async def _user_config(
+        self, user_id: str | None, providers_set: list[ProviderType] | None = None
+    ) -> ConversationConfig:
+        """What a loop of the user's gets: the server's settings under the user's own."""
+        return resolve_config(
             self._settings,
             await self._storage.settings.load_settings(user_id),
             await self._storage.settings.load_secrets(user_id),
-            None,
+            providers_set,
         )
-        return config.secret_values()
+
+    async def _stored_secret_values(self, user_id: str | None) -> list[str]:
+        """What to mask in an event stored while no loop runs (every stored token)."""
+        return (await self._user_config(user_id)).secret_values()
 
     async def _maybe_set_title(
         self, conversation_id: str, text: str, metadata: ConversationMetadata | None = None

@@ -53,7 +53,11 @@ from convo.llm.base import LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
 from convo.runtime.quota import ensure_free_disk
 from convo.services.action_journal import ActionJournal
-from convo.services.conversation_records import ConversationRecords, check_id
+from convo.services.conversation_records import (
+    ConversationRecords,
+    CreatedConversation,
+    check_id,
+)
 from convo.services.conversation_records import NewConversation as NewConversation  # re-export
 from convo.services.durable_writes import DurableWriter, RetryPolicy
 from convo.services.event_log import EventLog, status_update
@@ -67,7 +71,7 @@ from convo.services.shutdown import stop_gracefully
 from convo.services.stopping import StopResult, cancel_and_wait
 from convo.services.storage_health import DiskReserve, StorageHealth
 from convo.services.supervisor import Supervisor
-from convo.services.user_config import ConversationConfig, resolve_config, resolve_llm
+from convo.services.user_config import ConversationConfig, resolve_llm
 from convo.services.user_events import USER_ACTIONS, parse_user_event, under_confirmation
 from convo.storage.base import Storage
 
@@ -203,8 +207,10 @@ class ConversationManager(ConversationRecords):
         conversation_id: str,
         user_id: str | None,
         providers_set: list[ProviderType] | None = None,
+        created: CreatedConversation | None = None,
     ) -> ConversationStatus:
-        """Start the conversation's loop unless it runs; returns its status."""
+        """Start the conversation's loop unless it runs; returns its status. ``created``:
+        what its create read just now, not to be read again."""
         running = self._running.get(conversation_id)
         if (
             running is not None
@@ -212,12 +218,16 @@ class ConversationManager(ConversationRecords):
             and conversation_id not in self._stopping
         ):
             return running.status  # the common case, without a database read
-        metadata = await self.get_metadata(conversation_id)
+        config = None
+        if created is not None and created.config is not None and not providers_set:
+            metadata, config = created.metadata, created.config
+        else:
+            metadata = await self.get_metadata(conversation_id)
         if metadata.user_id != user_id:
             raise ConversationNotFound(conversation_id)  # not the caller's conversation
         await self._ensure_free_disk()
         self._unstored_stops.pop(conversation_id, None)  # a start overrides an unstored stop
-        status = await self._start_loop(conversation_id, providers_set, metadata)
+        status = await self._start_loop(conversation_id, providers_set, metadata, config)
         assert status is not None  # only a resume declines
         return status
 
@@ -237,6 +247,7 @@ class ConversationManager(ConversationRecords):
         conversation_id: str,
         providers_set: list[ProviderType] | None,
         metadata: ConversationMetadata | None,
+        config: ConversationConfig | None = None,
     ) -> ConversationStatus | None:
         """Register and launch the loop; ``metadata`` None: resume, if still wanted.
 
@@ -247,7 +258,8 @@ class ConversationManager(ConversationRecords):
         user's settings before taking the lock; a resume reads them under it, after it has
         read (under the lock) that the conversation should still run."""
         providers_set = providers_set or None
-        config = None if metadata is None else await self._config(metadata, providers_set)
+        if config is None and metadata is not None:
+            config = await self._config(metadata, providers_set)
         while True:
             await self._stopped(conversation_id)
             async with self._locks.hold(conversation_id):
@@ -288,12 +300,7 @@ class ConversationManager(ConversationRecords):
     async def _config(
         self, metadata: ConversationMetadata, providers_set: list[ProviderType] | None
     ) -> ConversationConfig:
-        return resolve_config(
-            self._settings,
-            await self._storage.settings.load_settings(metadata.user_id),
-            await self._storage.settings.load_secrets(metadata.user_id),
-            providers_set,
-        )
+        return await self._user_config(metadata.user_id, providers_set)
 
     async def _launch(
         self,

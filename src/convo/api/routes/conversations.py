@@ -26,6 +26,7 @@ from convo.domain.conversation import (
     ProviderType,
 )
 from convo.errors import ConversationNotFound, ConvoError, DiskNearlyFull, ServerShuttingDown
+from convo.services.conversation_records import CreatedConversation
 from convo.services.conversations import ConversationManager, NewConversation
 from convo.services.durable_writes import DISK_FULL, STORAGE_LOST
 from convo.services.stopping import StopResult
@@ -89,10 +90,11 @@ async def _start(
     conversation_id: str,
     user_id: str | None,
     providers_set: list[ProviderType] | None = None,
+    created: CreatedConversation | None = None,
 ) -> ConversationResponse | JSONResponse:
     """Start (or find running) a conversation's loop, answered as OpenHands answers it."""
     try:
-        status = await manager.start(conversation_id, user_id, providers_set)
+        status = await manager.start(conversation_id, user_id, providers_set, created)
     except ConversationNotFound:
         return _error(404, {"status": "error", "conversation_id": conversation_id})
     except (ServerShuttingDown, DiskNearlyFull):
@@ -147,7 +149,7 @@ async def new_conversation(
         message = message or str(body.suggested_task.get("task") or body.suggested_task)
     elif body.create_microagent:
         trigger = ConversationTrigger.MICROAGENT_MANAGEMENT
-    conversation_id = await manager.create(
+    created = await manager.create_conversation(
         user_id,
         NewConversation(
             initial_user_msg=message,
@@ -161,7 +163,7 @@ async def new_conversation(
         ),
         idempotency_key,
     )
-    return await _start(manager, conversation_id, user_id)
+    return await _start(manager, created.conversation_id, user_id, created=created)
 
 
 @router.get("", response_model=ConversationInfoResultSet)
