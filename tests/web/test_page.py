@@ -78,6 +78,7 @@ async def test_start_a_task_follow_it_live_and_stop_it(
     events = page.locator("#events")
     # the command, its output and exit code; the edit as a diff
     await expect(events.locator("pre.command").first).to_have_text("$ echo hello from the agent")
+    await expect(events.locator(".step.run .label").first).to_have_text("Command")
     await expect(events.locator(".thought").first).to_have_text("First, a greeting from the shell.")
     await expect(events.locator("pre.diff .del")).to_contain_text("-print('hello')")
     await expect(events.locator("pre.diff .add").last).to_have_text("+print('hello, world')\n")

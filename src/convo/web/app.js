@@ -230,7 +230,14 @@ async function refreshInfo() {
   if (!current) return;
   try {
     const info = await call("GET", `/api/conversations/${encodeURIComponent(current.id)}`);
-    if (state.current === current && info) showInfo(info);
+    if (state.current !== current || !info) return;
+    showInfo(info);
+    // the list shows the same conversation: keep it as fresh as the header
+    const index = state.conversations.findIndex((c) => c.conversation_id === info.conversation_id);
+    if (index >= 0) {
+      state.conversations[index] = info;
+      renderList();
+    }
   } catch {
     // the banner or the stream says what is wrong
   }

@@ -151,8 +151,11 @@ function toolCallId(event) {
 function decidedAction(list, event, decision) {
   const callId = toolCallId(event);
   if (!callId) return null;
-  const node = [...list.children].find((li) => li.dataset.toolCall === callId);
+  const node = [...list.children].find(
+    (li) => li.dataset.awaiting === "true" && li.dataset.toolCall === callId,
+  );
   if (!node) return null;
+  delete node.dataset.awaiting;
   node.dataset.eventId = String(event.id); // its result answers this copy
   const label = node.querySelector(".label");
   if (label) label.textContent = `${label.dataset.base} (${CONFIRMATION_LABELS[decision]})`;
@@ -173,10 +176,13 @@ export function appendEvent(list, event) {
     const label = node.querySelector(".label");
     if (label) {
       label.dataset.base = label.textContent;
-      if (CONFIRMATION_LABELS[decision]) {
+      // every executed action says "confirmed" (OpenHands' default): only a waiting or
+      // refused one is labelled
+      if (decision === "awaiting_confirmation" || decision === "rejected") {
         label.textContent = `${label.textContent} (${CONFIRMATION_LABELS[decision]})`;
       }
     }
+    if (decision === "awaiting_confirmation") node.dataset.awaiting = "true";
     if (toolCallId(event)) node.dataset.toolCall = toolCallId(event);
     list.append(node);
     return node;
