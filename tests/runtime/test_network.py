@@ -11,6 +11,7 @@ import pytest
 from convo.config import Settings, remote_bind_refusal
 from convo.runtime.network import host_addresses, network_warning
 from convo.runtime.process import export_script
+from tests.api.conftest import make_settings, serve
 
 FIB_TRIE = """Main:
   +-- 0.0.0.0/0 3 0 5
@@ -98,3 +99,10 @@ def test_exports_quote_values_and_leave_out_what_no_shell_can_hold() -> None:
         check=True,
     )
     assert done.stdout == b"a'b $x"
+
+
+async def test_health_warns_about_the_host_network(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, runtime="sandbox", sandbox_network="host")
+    async with serve(settings) as server:
+        health = (await server.client.get("/health")).json()
+    assert any("CONVO_SANDBOX_NETWORK=host" in w for w in health.get("warnings", [])), health

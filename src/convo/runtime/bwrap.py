@@ -60,8 +60,8 @@ _ETC_PREFIXES = ("java", "ld.so", "python")
 
 # Run by the server's own Python with -I -S (no site, no environment) and a fixed minimal
 # environment; its arguments: cgroup.procs files, uid, workspace, cover, then slirp4netns,
-# ip, range, refused networks and DNS address (empty: no isolated network), then the bwrap
-# command line; only what it needs is imported (it starts with every sandbox). It joins
+# its range, the refused networks and the DNS address (empty: no isolated network), then
+# the bwrap command line; only what it needs is imported (it starts with every sandbox). It joins
 # the cgroups; for an isolated network (root only) it makes a new network namespace, refuses
 # the configured networks there with prohibit routes, turns IPv6 off for new interfaces and
 # attaches slirp4netns (forked before, so it stays in the host's namespace; it dies with its
@@ -74,7 +74,7 @@ _COVERS = ("/tmp", "/mnt", "/srv", "/media", "/opt")
 LAUNCHER = """
 import ctypes, os, sys
 procs, uid, workspace, cover = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-slirp4netns, ip, cidr, routes, dns = sys.argv[5:10]
+slirp4netns, cidr, routes, dns = sys.argv[5:9]
 libc = ctypes.CDLL(None, use_errno=True)
 def check(result, what):
     if result != 0:
@@ -92,8 +92,21 @@ def slirp(parent, go, ready):
                 "--cidr=" + cidr, "--ready-fd=%d" % ready, str(parent), "tap0"])
     finally:
         os._exit(1)
+def prohibit(networks):  # RTM_NEWROUTE (type prohibit, main table) over rtnetlink
+    import _socket, struct
+    sock = _socket.socket(16, 3, 0)  # AF_NETLINK, SOCK_RAW, NETLINK_ROUTE
+    try:
+        for seq, network in enumerate(networks.split(","), 1):
+            address, length = network.split("/")
+            body = struct.pack("=8BI", 2, int(length), 0, 0, 254, 3, 0, 8, 0)
+            body += struct.pack("=HH4B", 8, 1, *map(int, address.split(".")))  # RTA_DST
+            sock.send(struct.pack("=IHHII", 16 + len(body), 24, 0x605, seq, 0) + body)
+            error = struct.unpack_from("=i", sock.recv(4096), 16)[0]
+            if error:
+                raise OSError(-error, "prohibit " + network)
+    finally:
+        sock.close()
 def isolate():
-    import select, subprocess
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()
     parent = os.getpid()
@@ -109,14 +122,10 @@ def isolate():
             handle.write("1")
     except FileNotFoundError:
         pass  # no IPv6 in this kernel
-    batch = "".join("route add prohibit %s\\n" % net for net in routes.split(","))
-    done = subprocess.run([ip, "-batch", "-"], input=batch.encode(), env={},
-                          capture_output=True)
-    if done.returncode != 0:
-        raise OSError(0, "ip: " + done.stderr.decode(errors="replace").strip())
+    prohibit(routes)
     os.write(go_w, b"1")
     os.close(go_w)
-    if not select.select([ready_r], [], [], 10)[0] or os.read(ready_r, 1) != b"1":
+    if os.read(ready_r, 1) != b"1":  # EOF: slirp4netns exited
         raise OSError(0, "slirp4netns did not start")
     os.close(ready_r)
 try:
@@ -138,7 +147,7 @@ try:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-    os.execv(sys.argv[10], sys.argv[10:])
+    os.execv(sys.argv[9], sys.argv[9:])
 except OSError as exc:
     print(f"convo sandbox launcher: {exc}", flush=True)
     sys.exit(97)
@@ -223,10 +232,10 @@ def launch_argv(
         tmp_size_bytes=tmp_size_bytes,
         resolv_conf=f"{cover}/convo-resolv.conf" if isolated is not None else None,
     )
-    net = ("", "", "", "", "")
+    net = ("", "", "", "")
     if isolated is not None:
         refused = ",".join(isolated.refused)
-        net = (isolated.slirp4netns, isolated.ip, isolated.cidr, refused, isolated.dns)
+        net = (isolated.slirp4netns, isolated.cidr, refused, isolated.dns)
     launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, ":".join(cgroup_procs), str(uid)]
     return [*launcher, str(workspace), cover, *net, *inner, "--"]
 

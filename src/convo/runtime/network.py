@@ -75,6 +75,11 @@ def network_warning(mode: NetworkMode) -> str | None:
             "CONVO_SANDBOX_NETWORK=isolated needs the server to run as root: sandboxed "
             "conversations will not start; run as root or set CONVO_SANDBOX_NETWORK=none"
         )
+    if mode == "isolated" and shutil.which("slirp4netns", path=_SEARCH_PATH) is None:
+        return (
+            "CONVO_SANDBOX_NETWORK=isolated needs slirp4netns (make system-deps): sandboxed "
+            "conversations will not start until it is installed"
+        )
     return None
 
 
@@ -103,7 +108,6 @@ class IsolatedNetwork:
     """What the launcher needs to give a sandbox its isolated namespace."""
 
     slirp4netns: str  # absolute path
-    ip: str  # absolute path of iproute2's ``ip``
     cidr: str  # the user-mode network's range; the sandbox is .100, the gateway .2
     refused: tuple[str, ...]  # networks the sandbox may not reach
 
@@ -120,19 +124,18 @@ def _free_cidr(own: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
     raise SandboxUnavailable("No free private range for the sandbox's network")
 
 
-def isolated_network(slirp4netns: str = "slirp4netns", ip: str = "ip") -> IsolatedNetwork:
+def isolated_network(slirp4netns: str = "slirp4netns") -> IsolatedNetwork:
     """Blocking (reads /proc): the isolated network for a sandbox starting now.
 
-    Raises SandboxUnavailable when slirp4netns or ``ip`` is missing."""
-    tools = {name: shutil.which(name, path=_SEARCH_PATH) for name in (slirp4netns, ip)}
-    missing = [name for name, path in tools.items() if path is None]
-    if missing:
+    Raises SandboxUnavailable when slirp4netns is missing."""
+    path = shutil.which(slirp4netns, path=_SEARCH_PATH)
+    if path is None:
         raise SandboxUnavailable(
-            f"{', '.join(missing)} not found: CONVO_SANDBOX_NETWORK=isolated needs slirp4netns "
-            "and iproute2 (make system-deps), or set CONVO_SANDBOX_NETWORK=none"
+            f"{slirp4netns} not found: CONVO_SANDBOX_NETWORK=isolated needs it "
+            "(make system-deps), or set CONVO_SANDBOX_NETWORK=none"
         )
     own = host_addresses()
     cidr = _free_cidr([ipaddress.ip_network(a, strict=False) for a in own])
     gateway = f"{ipaddress.ip_network(cidr)[2]}/32"
-    refused = (*_ALWAYS_REFUSED, gateway, *own)
-    return IsolatedNetwork(str(tools[slirp4netns]), str(tools[ip]), cidr, refused)
+    refused = tuple(dict.fromkeys((*_ALWAYS_REFUSED, gateway, *own)))
+    return IsolatedNetwork(path, cidr, refused)
