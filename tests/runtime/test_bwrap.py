@@ -246,9 +246,9 @@ async def test_address_space_limit_without_cgroups(
 
 
 async def test_cpu_limit_kills_a_busy_loop(box: BwrapSandbox) -> None:
-    started = time.monotonic()
-    result = await box.run("python3 -c 'while True: pass'", timeout=20)
-    assert time.monotonic() - started < 10
+    # the exit code says the kernel killed it (a timeout would give -1); no wall-clock bound:
+    # on a loaded machine two CPU seconds take many more seconds of wall time
+    result = await box.run("python3 -c 'while True: pass'", timeout=50)
     assert result.exit_code in (137, 152)  # SIGKILL or SIGXCPU
     assert (await box.run("echo ok")).output == "ok"
 
