@@ -113,12 +113,12 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data_dir = settings.resolved_data_dir()
         prepare_data_dir(data_dir)
+        await open_on_full_disk(data_dir, settings.disk_reserve_mb)  # before anything writes
         # One server per data dir and per database: a second one is refused before it can
         # touch the first one's processes (orphan clean-up) or resume its conversations.
         holder = describe_this_process()
         data_dir_lock = HostLock(data_dir / "server.lock", f"the data dir {data_dir}")
         data_dir_lock.claim(holder)
-        await open_on_full_disk(data_dir, settings.disk_reserve_mb)
         storage = chosen.storage or _default_storage(settings)
         try:
             await storage.claim_single_server(holder)

@@ -35,11 +35,13 @@ async def preflight(settings: Settings) -> None:
     another server holds them."""
     from convo.errors import AnotherServerRunning
     from convo.host_lock import HostLock, describe_this_process
+    from convo.services.storage_health import open_on_full_disk
     from convo.storage.at_rest import prepare_data_dir
 
     data_dir = settings.resolved_data_dir()
     try:
         prepare_data_dir(data_dir)
+        await open_on_full_disk(data_dir, settings.disk_reserve_mb)  # room to open the database
         with tempfile.TemporaryFile(dir=data_dir):
             pass
     except Exception as exc:  # StorageError from prepare_data_dir, OSError from the probe
