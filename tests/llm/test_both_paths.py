@@ -185,7 +185,8 @@ async def test_a_timeout_is_a_connection_error(client_for: ClientFor) -> None:
 
 
 def test_the_light_path_imports_neither_litellm_nor_the_openai_sdk() -> None:
-    """A whole call, in a fresh interpreter: litellm's import alone takes seconds."""
+    """A whole call and a context-window lookup, in a fresh interpreter: litellm's import
+    alone takes seconds."""
     code = textwrap.dedent(
         """
         import asyncio, sys
@@ -202,6 +203,8 @@ def test_the_light_path_imports_neither_litellm_nor_the_openai_sdk() -> None:
                 response = await clients(config).complete([{"role": "user", "content": "hi"}], [])
             await clients.aclose()
             assert response.tool_calls[0].name == "finish" and response.usage.cost > 0
+            from convo.services.user_config import model_context_window
+            assert model_context_window("openai/gpt-4o") == 128000
             print(sorted(m for m in sys.modules if m.split(".")[0] in ("litellm", "openai")))
 
         asyncio.run(main())

@@ -128,7 +128,7 @@ class SettingsBody(BaseModel):
     sandbox_base_container_image: str | None = None
     sandbox_runtime_container_image: str | None = None
     mcp_config: dict[str, Any] | None = None
-    condenser_max_size: int | None = Field(default=None, ge=4)
+    condenser_max_size: int | None = None
     email: str | None = None
     email_verified: bool | None = None
 
