@@ -67,3 +67,13 @@ async def test_fake_exec_runs_in_its_root_and_records(tmp_path: Path) -> None:
     result = await box.exec(["pwd"], cwd="/workspace/d")
     assert result.stdout.decode().strip() == str(tmp_path / "d")
     assert box.execs == [(["pwd"], "/workspace/d")]
+
+
+async def test_exec_returns_when_something_outside_its_group_holds_its_output(
+    tmp_path: Path,
+) -> None:
+    box = ProcessSandboxFactory().create(_spec(tmp_path))
+    started = time.monotonic()
+    held = await box.exec(["bash", "-c", "setsid sleep 8 & echo started"], timeout=1)
+    assert held.timed_out  # its output never ended: the escaped sleep holds it
+    assert time.monotonic() - started < 8

@@ -19,6 +19,7 @@ from convo.runtime.base import ExecResult
 
 _STDERR_BYTES = 16 * 1024
 _DRAIN_SECONDS = 5.0
+_CLEANUPS: set[asyncio.Task[None]] = set()  # running clean-ups, kept from the collector
 
 
 async def _read(stream: asyncio.StreamReader, limit: int, pid: int | None) -> tuple[bytes, bool]:
@@ -38,14 +39,29 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def _drain(*streams: asyncio.StreamReader) -> None:
+async def _drain(*streams: asyncio.StreamReader) -> bool:
     """Read the pipes to their end (their writers are dead), so their transports close; a
-    bounded wait, in case something outside the process group still holds one."""
-    with contextlib.suppress(TimeoutError):
+    bounded wait, in case something outside the process group still holds one. Whether
+    they ended."""
+    try:
         async with asyncio.timeout(_DRAIN_SECONDS):
             for stream in streams:
                 while await stream.read(64 * 1024):
                     pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _finish(process: asyncio.subprocess.Process) -> None:
+    assert process.stdout is not None and process.stderr is not None
+    if not await _drain(process.stdout, process.stderr):  # before wait(): it needs them shut
+        transport = getattr(process, "_transport", None)  # asyncio offers no public way
+        for fd in (1, 2):
+            pipe = transport.get_pipe_transport(fd) if transport is not None else None
+            if pipe is not None:
+                pipe.close()
+    await process.wait()
 
 
 async def run_once(
@@ -82,8 +98,11 @@ async def run_once(
     finally:
         _kill_group(process.pid)  # whatever it left behind; a no-op once all is gone
         reading.cancel()
-        await _drain(process.stdout, process.stderr)  # before wait(), which needs the pipes shut
-        await process.wait()
+        # the clean-up runs to its end even if this request is cancelled meanwhile
+        cleanup = asyncio.create_task(_finish(process), name=f"oneshot-finish-{process.pid}")
+        _CLEANUPS.add(cleanup)
+        cleanup.add_done_callback(_CLEANUPS.discard)
+        await asyncio.shield(cleanup)
     if timed_out:
         return ExecResult(-1, stdout, stderr, timed_out=True)
     if truncated:
