@@ -295,3 +295,17 @@ async def test_a_start_or_message_racing_a_delete_gets_404_not_5xx(
             after = await client.post(f"/api/conversations/{cid}/start", json={})
             assert after.status_code == 404
         await _still_serving(client)
+
+
+async def test_a_client_expecting_100_continue_gets_413_without_sending(
+    server_factory: ServerFactory,
+) -> None:
+    async with server_factory() as server:
+        head = (
+            b"POST /api/conversations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % (50 * MB)
+        )
+        answer = await _raw_request(server.base_url, head, b"")
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        await _still_serving(server.client)

@@ -78,7 +78,9 @@ class InputGuard:
                 _check_json(body)
                 receive = _replay(body)
         except _Refused as refused:
-            await _answer(send, refused, None if body_read else receive)
+            # a client waiting for "100 Continue" sends no body: there is nothing to drop
+            expects = headers.get(b"expect", b"").lower() == b"100-continue"
+            await _answer(send, refused, None if body_read or expects else receive)
             return
         await self._pass_on(scope, receive, send, limit)
 
