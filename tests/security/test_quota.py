@@ -59,3 +59,24 @@ async def test_new_work_is_refused_while_the_disk_is_nearly_full(tmp_path: Path)
     async with serve(settings) as server:
         started = await server.client.post(f"/api/conversations/{cid}/start", json={})
         assert started.status_code == 507, started.text
+
+
+# Files deleted while a process keeps them open (or mapped) use the disk and are in no
+# directory: each stays under the per-file limit, together they are far over the quota
+HOLD = (
+    "for i in 1 2 3 4 5 6 7 8; do ( exec 3>held$i; rm held$i; head -c 15M /dev/zero >&3; "
+    "exec sleep 600 ) & done; sleep 10; echo HELD-EVERYTHING"
+)
+
+
+@pytest.mark.timeout(180)
+async def test_deleted_files_held_open_count_against_the_quota(tmp_path: Path) -> None:
+    assert os.geteuid() == 0, "run as root, as the sandbox is meant to"
+    async with attacker_server(
+        tmp_path, [HOLD, "echo still-running"], workspace_disk_mb=str(QUOTA_MB)
+    ) as attack:
+        _, events = await attack.run(timeout=120)
+    text = outputs(events)
+    assert "HELD-EVERYTHING" not in text and "still-running" not in text, text[-1000:]
+    errors = [e["content"] for e in events if e.get("observation") == "error"]
+    assert any("quota" in error and f"{QUOTA_MB} MB" in error for error in errors), errors

@@ -5,10 +5,12 @@ A workspace's quota (``CONVO_WORKSPACE_DISK_MB``) is enforced in two ways:
 * **by the kernel, per file**: the sandbox's RLIMIT_FSIZE is at most the quota, so no single
   file can outgrow it (the writer gets SIGXFSZ, "File size limit exceeded");
 * **watched, per workspace**: :class:`QuotaWatch`, a named task owned by the sandbox,
-  measures the workspace (allocated blocks, hard links once, symlinks not followed) and,
-  once it is over its quota, kills the sandbox's shell and everything it started and
-  reports the failure, which stops the conversation with an error event (started again,
-  a conversation over its quota may shrink its workspace, not grow it). It measures
+  measures the workspace (allocated blocks, hard links once, symlinks not followed, plus
+  deleted files that the sandbox's processes still hold open or mapped, which no directory
+  lists but which use the disk until closed) and, once it is over its quota, kills the
+  sandbox's shell and everything it started and reports the failure, which stops the
+  conversation with an error event (started again, a conversation over its quota may
+  shrink its workspace, not grow it). It measures
   again after a pause of at least a second and ten times the last measurement's CPU
   time, so a large workspace costs at most a tenth of a core; a fast writer can overshoot
   by what it writes in that pause.
@@ -76,6 +78,56 @@ def disk_usage(root: Path) -> int:
     return total
 
 
+def held_usage(pid: int | None, device: int, proc: Path = Path("/proc")) -> int:
+    """Blocking: bytes allocated on ``device`` by deleted files that process ``pid`` or its
+    descendants still hold open or mapped (a file deleted while open keeps its blocks and is
+    in no directory, so :func:`disk_usage` cannot see it)."""
+    if pid is None:
+        return 0
+    total = 0
+    seen: set[int] = set()
+    for holder in _descendants(pid, proc):
+        for folder in (proc / str(holder) / "fd", proc / str(holder) / "map_files"):
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    info = os.stat(entry.path)  # the open file itself (a magic link)
+                except OSError:
+                    continue
+                if (
+                    info.st_nlink == 0
+                    and info.st_dev == device
+                    and stat.S_ISREG(info.st_mode)
+                    and info.st_ino not in seen
+                ):
+                    seen.add(info.st_ino)
+                    total += info.st_blocks * 512
+    return total
+
+
+def _descendants(pid: int, proc: Path) -> list[int]:
+    """``pid`` and every process below it (read from each process's stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (proc / entry.name / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found = [pid]
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def ensure_free_disk(path: Path, min_free_mb: int) -> None:
     """Blocking: raise DiskNearlyFull when ``path``'s filesystem has less than
     ``min_free_mb`` MiB free for this server."""
@@ -104,8 +156,10 @@ class QuotaWatch:
         name: str,
         on_exceeded: Callable[[WorkspaceQuotaExceeded], Awaitable[None]],
         baseline_bytes: int = 0,
+        holder: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._root = root
+        self._holder = holder  # the pid whose process tree may hold deleted files
         self._limit = limit_bytes
         self._baseline = baseline_bytes  # the use before the sandbox's shell started
         self._name = name
@@ -127,7 +181,7 @@ class QuotaWatch:
         limit = max(self._limit, self._baseline)  # a workspace over it may shrink, not grow
         while True:
             try:
-                used, cost = await asyncio.to_thread(_timed_usage, self._root)
+                used, cost = await asyncio.to_thread(_timed_usage, self._root, self._holder())
             except Exception:  # never silently: the quota would no longer be watched
                 logger.exception("measuring workspace %s failed; retrying", self._root)
                 used, cost = 0, 0.0
@@ -144,11 +198,13 @@ class QuotaWatch:
             await asyncio.sleep(min(max(_MIN_PAUSE, _PAUSE_FACTOR * cost), _MAX_PAUSE))
 
 
-def _timed_usage(root: Path) -> tuple[int, float]:
-    """disk_usage and the CPU time it took (not the wall time: a busy machine's wait for a
-    thread or the CPU must not lengthen the pause)."""
+def _timed_usage(root: Path, holder: int | None) -> tuple[int, float]:
+    """disk_usage plus held_usage, and the CPU time it took (not the wall time: a busy
+    machine's wait for a thread or the CPU must not lengthen the pause)."""
     began = time.thread_time()
     used = disk_usage(root)
+    with contextlib.suppress(OSError):  # no workspace: nothing held on it either
+        used += held_usage(holder, os.stat(root).st_dev)
     return used, time.thread_time() - began
 
 
@@ -198,6 +254,7 @@ class WorkspaceGuard:
             name=self._name,
             on_exceeded=exceeded,
             baseline_bytes=self._baseline,
+            holder=lambda: shell.pid,
         )
         self._watch.start()
 
