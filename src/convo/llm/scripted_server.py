@@ -14,6 +14,7 @@ arrive, whoever sends them. Many conversations at once each follow their own scr
 - with ``per_conversation=True`` (or a marker) the step is chosen by the number of assistant
   messages in the request: a conversation's first request gets step 0, the request after
   its first answer step 1, and so on. A request repeated after a crash gets the same step.
+  (A condensed history shows fewer answers: turn condensation off for long scripts.)
 
 In-process::
 
