@@ -195,11 +195,11 @@ class Settings(BaseSettings):
         "none: no network. host: the host's network, this server's API included (unsafe). "
         "The old true/false mean host/none.",
     )
-    workspace_disk_mb: int | None = Field(
+    workspace_disk_mb: int = Field(
         default=5120,
-        ge=1,
+        ge=0,
         description="Disk space one conversation's workspace may use (largest file too); "
-        "a conversation over it is stopped with an error event. None: no limit.",
+        "a conversation over it is stopped with an error event. 0: no limit.",
     )
     min_free_disk_mb: int = Field(
         default=1024,

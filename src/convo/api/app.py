@@ -96,7 +96,7 @@ async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, 
         choose_sandbox_factory,
         settings.runtime,
         network=settings.sandbox_network,
-        disk_limit_bytes=disk_mb * 1024 * 1024 if disk_mb is not None else None,
+        disk_limit_bytes=disk_mb * 1024 * 1024 if disk_mb else None,
     )
     if factory.name == "process":
         return factory, (
