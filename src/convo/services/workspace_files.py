@@ -63,6 +63,14 @@ class FileTooLarge(WorkspaceFileError):
         super().__init__(f"File too large to show: {path} (over {MAX_READ_BYTES} bytes)")
 
 
+class WorkspaceTooLarge(WorkspaceFileError):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(
+            f"The workspace holds more than {limit_bytes // 2**20} MB to archive (its quota, "
+            "CONVO_WORKSPACE_DISK_MB, sparse files counted at their full size)"
+        )
+
+
 class PathChanged(WorkspaceFileError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path} changed while it was being read; try again")
@@ -144,16 +152,22 @@ def read_text(workspace: Workspace, path: str) -> str:
         raise BinaryFile(path) from None
 
 
-def zip_workspace(workspace: Workspace) -> Path:
+def zip_workspace(workspace: Workspace, max_bytes: int | None = None) -> Path:
     """A zip of the whole workspace's regular files in a temporary file (the caller
-    deletes it); symlinks, FIFOs and the like are left out."""
+    deletes it); symlinks, FIFOs and the like are left out. Raises WorkspaceTooLarge once
+    more than ``max_bytes`` were read: sparse files allocate nothing, so the quota does not
+    bound what there is to read and compress."""
     handle = tempfile.NamedTemporaryFile(prefix="convo-workspace-", suffix=".zip", delete=False)
     target = Path(handle.name)
     try:
         with handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            read = 0
             for name, source in workspace.files():
                 with archive.open(name, "w", force_zip64=True) as out:
                     while chunk := source.read(_COPY_CHUNK):
+                        read += len(chunk)
+                        if max_bytes is not None and read > max_bytes:
+                            raise WorkspaceTooLarge(max_bytes)
                         out.write(chunk)
     except BaseException:
         target.unlink(missing_ok=True)

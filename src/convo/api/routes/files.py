@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
-from convo.api.deps import ManagerDep, SandboxFactoryDep
+from convo.api.deps import ManagerDep, SandboxFactoryDep, SettingsDep
 from convo.api.routes.conversations import ConversationId
 from convo.errors import ConvoError, PathOutsideWorkspace
 from convo.runtime.base import Sandbox, SandboxSpec
@@ -35,6 +35,7 @@ from convo.services.workspace_files import (
     PathChanged,
     UploadResult,
     WorkspaceMissing,
+    WorkspaceTooLarge,
     existing,
     list_entries,
     read_text,
@@ -53,6 +54,7 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (PathChanged, 409),
     (BinaryFile, 415),
     (FileTooLarge, 413),
+    (WorkspaceTooLarge, 413),
     (GitUnavailable, 503),
     (GitFailed, 500),
 ]
@@ -111,12 +113,18 @@ async def select_file(
 
 @router.get("/{conversation_id}/zip-directory", response_model=None)
 async def zip_directory(
-    conversation_id: ConversationId, manager: ManagerDep, factory: SandboxFactoryDep
+    conversation_id: ConversationId,
+    manager: ManagerDep,
+    factory: SandboxFactoryDep,
+    settings: SettingsDep,
 ) -> FileResponse | JSONResponse:
     sandbox = await _sandbox(manager, factory, conversation_id)
+    quota = settings.workspace_disk_mb
     try:
         workspace = await asyncio.to_thread(existing, sandbox.workspace, conversation_id)
-        archive = await asyncio.to_thread(zip_workspace, workspace)
+        archive = await asyncio.to_thread(
+            zip_workspace, workspace, quota * 2**20 if quota is not None else None
+        )
     except _HANDLED as exc:
         return _error(exc)
     return FileResponse(
