@@ -97,11 +97,13 @@ _T = TypeVar("_T")
 def completes_when_cancelled(
     method: Callable[_P, Coroutine[Any, Any, _T]],
 ) -> Callable[_P, Coroutine[Any, Any, _T]]:
-    """A write, once begun, runs to its end even if the caller is cancelled.
+    """A write (or read), once begun, runs to its end even if the caller is cancelled.
 
     Cancelling a task in the middle of a transaction would leave it open on its connection
     (on SQLite, holding the write lock until the busy timeout fails every other writer). The
     caller still sees its CancelledError; the write commits or rolls back in the background.
+    Reads are shielded too: a read cancelled mid-way (a loop stopped by a delete while it
+    loads its history) left its aiosqlite connection unreturned, for the garbage collector.
     """
 
     @wraps(method)
@@ -152,6 +154,7 @@ class SqlConversationStore:
                     insert(conversations).values(**codec.metadata_to_row(metadata), next_event_id=0)
                 )
 
+    @completes_when_cancelled
     async def get(self, conversation_id: str) -> ConversationMetadata:
         with translate_errors(f"Loading conversation {conversation_id}"):
             async with self._engine.connect() as conn:
@@ -199,6 +202,7 @@ class SqlConversationStore:
                 )
                 return result.first() is not None
 
+    @completes_when_cancelled
     async def search(
         self,
         user_id: str | None,
@@ -227,12 +231,14 @@ class SqlConversationStore:
         next_page_id = codec.encode_page_id(offset + limit) if len(rows) > limit else None
         return ConversationPage(results=results, next_page_id=next_page_id)
 
+    @completes_when_cancelled
     async def count(self, user_id: str | None) -> int:
         stmt = select(func.count()).where(conversations.c.user_id == codec.user_key(user_id))
         with translate_errors("Counting conversations"):
             async with self._engine.connect() as conn:
                 return int((await conn.execute(stmt)).scalar_one())
 
+    @completes_when_cancelled
     async def find_by_idempotency_key(
         self, user_id: str | None, idempotency_key: str
     ) -> ConversationMetadata | None:
@@ -245,6 +251,7 @@ class SqlConversationStore:
                 row = (await conn.execute(stmt)).mappings().first()
         return None if row is None else codec.metadata_from_row(row)
 
+    @completes_when_cancelled
     async def list_desired_running(self) -> list[ConversationMetadata]:
         stmt = (
             select(conversations)
@@ -304,6 +311,7 @@ class SqlEventStore:
             raise RecordNotFound(f"Conversation {conversation_id} not found")
         return int(new_value) - 1
 
+    @completes_when_cancelled
     async def list(
         self,
         conversation_id: str,
@@ -326,6 +334,7 @@ class SqlEventStore:
                 rows = (await conn.execute(stmt)).all()
         return [Event.from_wire({**row.payload, "id": row.id}) for row in rows]
 
+    @completes_when_cancelled
     async def last_id(self, conversation_id: str) -> int:
         stmt = select(func.max(events.c.id)).where(events.c.conversation_id == conversation_id)
         with translate_errors(f"Reading the last event id of conversation {conversation_id}"):
@@ -412,6 +421,7 @@ class SqlSettingsStore:
                     await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         return sealed
 
+    @completes_when_cancelled
     async def _load(self, table: Table, user_id: str | None) -> Mapping[str, Any] | None:
         stmt = select(table.c.data).where(table.c.user_id == codec.user_key(user_id))
         with translate_errors(f"Loading {table.name}"):
