@@ -47,22 +47,37 @@ logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
 _MIN_PAUSE = 1.0
 _MAX_PAUSE = 30.0
+_MAX_DEPTH = 512  # directory levels; each level of the walk holds one descriptor
 _PAUSE_FACTOR = 10  # of a measurement's CPU time: the watch costs at most a tenth of a core
 
 
 def disk_usage(root: Path) -> int:
     """Blocking: bytes allocated below ``root`` (hard links counted once, symlinks not
-    followed, entries that vanish meanwhile skipped)."""
+    followed, entries that vanish meanwhile skipped).
+
+    The walk never goes by path name: each directory is opened relative to its parent's
+    descriptor with ``O_NOFOLLOW``, so a directory the agent swaps for a symlink mid-walk is
+    skipped, never followed out of the workspace (into the host's folders). A tree nested
+    deeper than ``_MAX_DEPTH`` cannot be measured with a bounded number of descriptors and
+    counts as over the quota (raises :class:`WorkspaceQuotaExceeded`).
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        top = os.open(root, flags)
+    except OSError:
+        return 0
     total = 0
     seen: set[tuple[int, int]] = set()
-    todo = [str(root)]
-    while todo:
-        directory = todo.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
+    # depth-first, one open descriptor and one pending-entry list per level
+    stack: list[tuple[int, list[os.DirEntry[str]]]] = [(top, _entries(top))]
+    try:
+        while stack:
+            fd, pending = stack[-1]
+            if not pending:
+                os.close(fd)
+                stack.pop()
+                continue
+            entry = pending.pop()
             try:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
@@ -73,9 +88,30 @@ def disk_usage(root: Path) -> int:
                     continue
                 seen.add(key)
             total += info.st_blocks * 512
-            if stat.S_ISDIR(info.st_mode):
-                todo.append(entry.path)
+            if not stat.S_ISDIR(info.st_mode):
+                continue
+            if len(stack) >= _MAX_DEPTH:
+                raise WorkspaceQuotaExceeded(
+                    f"The workspace nests directories more than {_MAX_DEPTH} levels deep, "
+                    "which its disk quota cannot measure: its commands were stopped"
+                )
+            try:
+                child = os.open(entry.name, flags, dir_fd=fd)
+            except OSError:  # gone, or swapped for a symlink: nothing of ours to count
+                continue
+            stack.append((child, _entries(child)))
+    finally:
+        for fd, _pending in stack:
+            os.close(fd)
     return total
+
+
+def _entries(fd: int) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(fd) as listing:
+            return list(listing)
+    except OSError:
+        return []
 
 
 def held_usage(pid: int | None, device: int, proc: Path = Path("/proc")) -> int:
@@ -182,6 +218,9 @@ class QuotaWatch:
         while True:
             try:
                 used, cost = await asyncio.to_thread(_timed_usage, self._root, self._holder())
+            except WorkspaceQuotaExceeded as unmeasurable:
+                await self._on_exceeded(unmeasurable)
+                return
             except Exception:  # never silently: the quota would no longer be watched
                 logger.exception("measuring workspace %s failed; retrying", self._root)
                 used, cost = 0, 0.0
