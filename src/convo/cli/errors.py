@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 from enum import IntEnum
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,12 +43,21 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+_PASSWORD_PARAMETERS = {"password", "passwd", "pwd", "sslpassword"}
+
+
 def hide_password(url: str) -> str:
-    """The URL with the password of its user part replaced by ``***``."""
+    """The URL with the password of its user part, and any query parameter that carries one
+    (libpq and asyncpg read ``?password=``), replaced by ``***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unreadable URL>"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() in _PASSWORD_PARAMETERS for key, _ in query):
+        hidden = [(k, "***" if k.lower() in _PASSWORD_PARAMETERS else v) for k, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+        url = urlunsplit(parts)
     if parts.password is None:
         return url
     user = parts.username or ""
