@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pydantic import SecretStr
 
 from convo.domain.conversation import AgentState
@@ -14,6 +15,9 @@ from convo.runtime.fake import FakeSandbox
 from tests.agent.conftest import HarnessFactory
 
 
+# The first LLM call imports litellm, which took 25 s on a loaded two-core machine (about 2 s
+# on an idle one): the first wait and the test's budget leave room for it.
+@pytest.mark.timeout(150)
 async def test_agent_over_http(make_harness: HarnessFactory, sandbox: FakeSandbox) -> None:
     sandbox.responses["echo hi"] = sandbox.result("hi\n")
     script = [
@@ -34,7 +38,7 @@ async def test_agent_over_http(make_harness: HarnessFactory, sandbox: FakeSandbo
         h = make_harness(llm)
         h.send("say hi")
         h.start()
-        await h.settle(AgentState.ERROR, timeout=20)
+        await h.settle(AgentState.ERROR, timeout=90)
         assert "LLM authentication failed" in str(h.errors()[0].content)
         h.send("try again")
         await h.settle(AgentState.AWAITING_USER_INPUT, timeout=20)
