@@ -3,7 +3,8 @@
 Inside, the agent sees a read-only ``/usr`` (plus the ``/bin``, ``/lib*`` links), an
 allow-list of ``/etc`` (no shadow files, ssh keys or package-manager credentials), its
 workspace read-write at ``/workspace`` (also ``$HOME``), a private size-capped tmpfs
-``/tmp``, a fresh ``/proc`` and a minimal ``/dev``. Nothing else of the host exists there:
+``/tmp``, a fresh ``/proc`` and a minimal read-only ``/dev`` (its ``/dev/shm`` capped like
+``/tmp``). Nothing else of the host exists there:
 not the server's data directory or database, not other conversations' workspaces, not
 ``/root``. Every namespace is new (``--unshare-all``); the network is the factory's
 ``network`` mode (see :mod:`convo.runtime.network`). A new PID namespace means ``close()`` (which
@@ -185,9 +186,11 @@ def bwrap_argv(
     if resolv_conf is not None:
         argv += ["--ro-bind", resolv_conf, "/etc/resolv.conf"]
     argv += ["--bind", workspace, str(MOUNT)]
-    if tmp_size_bytes is not None:
-        argv += ["--size", str(tmp_size_bytes)]
-    argv += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", "--chdir", str(MOUNT)]
+    size = ["--size", str(tmp_size_bytes)] if tmp_size_bytes is not None else []
+    argv += [*size, "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    # /dev is a tmpfs (memory) that bwrap leaves writable and uncapped: read-only, with a
+    # /dev/shm as small as /tmp (no workspace quota sees memory; a cgroup may not either)
+    argv += [*size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--chdir", str(MOUNT)]
     return [*argv, "--remount-ro", "/"]  # the sandbox's own root (a tmpfs) too
 
 
