@@ -124,8 +124,16 @@ def refused_name_reason(name: str) -> str | None:
     return None
 
 
+# One environment string (NAME=value) may hold at most 128 KiB (the kernel's
+# MAX_ARG_STRLEN); past it every program the shell starts fails with "Argument list too
+# long". Half of it leaves room for any name and is plenty for a key or a certificate.
+MAX_VALUE_BYTES = 64 * 1024
+
+
 def refused_value_reason(value: str) -> str | None:
     """Why ``value`` cannot be a secret's value, or None when it can."""
     if "\0" in value:
         return "must not contain a NUL character"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+        return "must be at most 64 KiB (UTF-8): a longer one cannot be an environment variable"
     return None
