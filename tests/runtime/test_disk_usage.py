@@ -87,3 +87,13 @@ def test_a_tree_too_deep_to_walk_counts_as_over_the_quota(tmp_path: Path) -> Non
         os.close(fd)
     with pytest.raises(WorkspaceQuotaExceeded, match="levels deep"):
         disk_usage(workspace)
+
+
+def test_empty_files_count_as_inodes(tmp_path: Path) -> None:
+    """Files that allocate no block still take an inode each: a workspace of 5,000 empty
+    files counts at least 4 KiB for each, so creating them without end hits the quota."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    for i in range(5000):
+        (workspace / f"e{i}").touch()
+    assert disk_usage(workspace) >= 5000 * 4096

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
 _MIN_PAUSE = 1.0
 _MAX_PAUSE = 30.0
+_INODE_CHARGE = 4096  # bytes charged per file at least
 _MAX_DEPTH = 512  # directory levels; each level of the walk holds one descriptor
 _PAUSE_FACTOR = 10  # of a measurement's CPU time: the watch costs at most a tenth of a core
 
@@ -87,7 +88,7 @@ def disk_usage(root: Path) -> int:
                 if key in seen:
                     continue
                 seen.add(key)
-            total += info.st_blocks * 512
+            total += _charge(info)
             if not stat.S_ISDIR(info.st_mode):
                 continue
             if len(stack) >= _MAX_DEPTH:
@@ -104,6 +105,13 @@ def disk_usage(root: Path) -> int:
         for fd, _pending in stack:
             os.close(fd)
     return total
+
+
+def _charge(info: os.stat_result) -> int:
+    """What one entry counts against the quota: its allocated bytes, and never less than
+    ``_INODE_CHARGE``: empty files and short symlinks allocate no block but each takes an
+    inode, and a filesystem out of inodes is as full as one out of blocks."""
+    return max(info.st_blocks * 512, _INODE_CHARGE)
 
 
 def _entries(fd: int) -> list[os.DirEntry[str]]:
@@ -178,6 +186,15 @@ def ensure_free_disk(path: Path, min_free_mb: int) -> None:
             f"The server's disk is nearly full ({free // MIB} MB free, less than "
             f"CONVO_MIN_FREE_DISK_MB={min_free_mb}): no conversation is created or started "
             "until space is freed"
+        )
+    # out of inodes is full too: as many free as the free space would hold at the charge
+    fs = os.statvfs(target)
+    wanted = min_free_mb * MIB // _INODE_CHARGE
+    if fs.f_files and fs.f_favail < wanted:
+        raise DiskNearlyFull(
+            f"The server's disk is nearly out of inodes ({fs.f_favail} free, less than "
+            f"{wanted} for CONVO_MIN_FREE_DISK_MB={min_free_mb}): no conversation is created "
+            "or started until files are removed"
         )
 
 
