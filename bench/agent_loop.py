@@ -25,7 +25,7 @@ def _script(steps: int) -> list[dict[str, Any]]:
     return [{"tool": "execute_bash", "arguments": {"command": f": {i}"}} for i in range(steps)]
 
 
-async def _events(client: httpx.AsyncClient, conversation_id: str) -> list[dict[str, Any]]:
+async def all_events(client: httpx.AsyncClient, conversation_id: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     while True:
         start = events[-1]["id"] + 1 if events else 0
@@ -69,7 +69,7 @@ async def steps_per_second(
             done: dict[str, list[dict[str, Any]]] = {}
             for _ in range(600):  # at most about two minutes
                 for conversation_id in set(ids) - set(done):
-                    events = await _events(client, conversation_id)
+                    events = await all_events(client, conversation_id)
                     if _finished(events):
                         done[conversation_id] = events
                 if len(done) == len(ids):

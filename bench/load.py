@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench.agent_loop import all_events
 from bench.harness import ConvoServer, ScriptedLLMProcess
 from bench.pg import DEFAULT_URL, databases, reachable
 from bench.server_figures import percentile, server_settings
@@ -87,21 +88,6 @@ async def _last_event(client: httpx.AsyncClient, conversation_id: str) -> dict[s
     )
     events = response.json().get("events") or []
     return events[0] if events else None
-
-
-async def _all_events(client: httpx.AsyncClient, conversation_id: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while True:
-        start = events[-1]["id"] + 1 if events else 0
-        page = (
-            await client.get(
-                f"/api/conversations/{conversation_id}/events",
-                params={"start_id": start, "limit": 100},
-            )
-        ).json()
-        events.extend(page["events"])
-        if not page["has_more"]:
-            return events
 
 
 def _finished(event: dict[str, Any] | None) -> bool:
@@ -210,7 +196,7 @@ async def run_load(
                 problems.append(f"{len(ids) - len(finished)} did not finish")
             events = 0
             for cid in finished:
-                stored = await _all_events(client, cid)
+                stored = await all_events(client, cid)
                 events += len(stored)
                 if [e["id"] for e in stored] != list(range(len(stored))):
                     problems.append(f"{cid}: event ids not gap-free")

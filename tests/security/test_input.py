@@ -5,36 +5,18 @@ conversation's events unreadable; a start or message racing a delete gets 404, n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from convo.api.app import Overrides
 from convo.domain.events import Event, EventSource, message_action
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
-from tests.api.conftest import RunningServer, make_settings, serve, wait_for
+from tests.api.conftest import wait_for
+from tests.security.conftest import ServerFactory
 
-ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> ServerFactory:
-    @asynccontextmanager
-    async def factory(
-        llm: ScriptedLLM | None = None, **settings: Any
-    ) -> AsyncIterator[RunningServer]:
-        chosen = llm or ScriptedLLM()
-        overrides = Overrides(llm_factory=lambda _config: chosen)
-        async with serve(make_settings(tmp_path, **settings), overrides) as server:
-            yield server
-
-    return factory
 
 
 async def _create(client: httpx.AsyncClient, message: str | None = None) -> str:

@@ -5,40 +5,22 @@ first message of a conversation is stored masked."""
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from convo.api.app import Overrides
 from convo.domain.conversation import CustomSecret, ProviderToken, ProviderType, UserSecrets
 from convo.llm.scripted import ScriptedLLM, tool_response
 from convo.storage import open_storage
 from convo.storage.at_rest import new_key
-from tests.api.conftest import RunningServer, make_settings, serve, wait_for
-
-ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+from tests.api.conftest import RunningServer, wait_for
+from tests.security.conftest import ServerFactory
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> ServerFactory:
-    @asynccontextmanager
-    async def factory(
-        llm: ScriptedLLM | None = None, **settings: Any
-    ) -> AsyncIterator[RunningServer]:
-        chosen = llm or ScriptedLLM()
-        overrides = Overrides(llm_factory=lambda _config: chosen)
-        async with serve(make_settings(tmp_path, **settings), overrides) as server:
-            yield server
-
-    return factory
 
 
 def _stored_bytes(data_dir: Path) -> bytes:
