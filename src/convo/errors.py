@@ -17,6 +17,9 @@
     │   ├── WorkspaceQuotaExceeded
     │   ├── DiskNearlyFull
     │   └── RepositoryError          (services.repository: a checkout failed)
+    ├── ClusterError                 cluster adapters (Redis)
+    │   ├── NodeUnreachable          no node answered a request in time
+    │   └── NodeRequestFailed        the node that answered failed to handle the request
     └── LLMError                     llm adapters
         ├── LLMAuthenticationError
         ├── LLMConnectionError
@@ -111,6 +114,32 @@ class WorkspaceQuotaExceeded(SandboxError):
 
 class DiskNearlyFull(SandboxError):
     """The data dir's disk is nearly full: no new work is taken on."""
+
+
+# --- cluster -----------------------------------------------------------------------------
+class ClusterError(ConvoError):
+    """Coordination between servers failed (Redis carries only what can be lost)."""
+
+
+class NodeUnreachable(ClusterError):
+    """No node answered a request in time: it is gone, or Redis is. The request may still
+    have been carried out (at most once); ask the store for what happened."""
+
+    def __init__(self, node_id: str, kind: str, detail: str = "no answer in time") -> None:
+        super().__init__(f"Server {node_id} did not answer {kind!r}: {detail}")
+        self.node_id = node_id
+        self.kind = kind
+
+
+class NodeRequestFailed(ClusterError):
+    """The node that got a request raised while handling it; ``error_type`` is the name of
+    the exception class it raised (a convo error's, when it was one)."""
+
+    def __init__(self, node_id: str, kind: str, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+        self.kind = kind
+        self.error_type = error_type
 
 
 # --- llm ---------------------------------------------------------------------------------
