@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _OLD_NETWORK_VALUES = {"true": "host", "1": "host", "false": "none", "0": "none"}
@@ -25,6 +25,25 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy async URL; default SQLite in the data dir. "
         "postgresql+asyncpg://user@host/db for PostgreSQL.",
+    )
+
+    workspaces_dir: Path | None = Field(
+        default=None,
+        description="Where conversations' workspaces live; default: workspaces in the data "
+        "dir. In a cluster, a volume every node mounts at the same path.",
+    )
+
+    # cluster mode: several servers on one PostgreSQL database, coordinated through Redis
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://host:6379/0: with a PostgreSQL CONVO_DATABASE_URL, servers "
+        "sharing the database form one cluster (refused with SQLite).",
+    )
+    lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Cluster mode: how long a server owns a running conversation without "
+        "renewing (renewed every third of it); another server takes it over after that.",
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -220,6 +239,19 @@ class Settings(BaseSettings):
             return _OLD_NETWORK_VALUES[value.strip().lower()]
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _cluster_needs_postgresql(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        database_url = info.data.get("database_url") or ""
+        if value is not None and not str(database_url).startswith("postgresql"):
+            raise ValueError(
+                "cluster mode needs PostgreSQL: set CONVO_DATABASE_URL to a postgresql+asyncpg "
+                "URL, or unset CONVO_REDIS_URL to run one server on SQLite"
+            )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_case_level(cls, value: object) -> object:
@@ -233,8 +265,15 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{self.resolved_data_dir() / 'convo.db'}"
 
-    def workspaces_dir(self) -> Path:
+    def resolved_workspaces_dir(self) -> Path:
+        if self.workspaces_dir is not None:
+            return self.workspaces_dir.expanduser().resolve()
         return self.resolved_data_dir() / "workspaces"
+
+    @property
+    def cluster_mode(self) -> bool:
+        """Several servers share the PostgreSQL database, coordinated through Redis."""
+        return self.redis_url is not None
 
 
 def remote_bind_refusal(settings: Settings, host: str) -> str | None:

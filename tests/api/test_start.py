@@ -133,7 +133,7 @@ async def test_unsafe_ids_are_refused_before_storage(server_factory: ServeFactor
             assert response.status_code in (404, 422), (bad, response.status_code)
         # nothing was created for any of them: no conversation, no workspace
         assert (await server.client.get("/api/conversations")).json()["results"] == []
-        workspaces = server.app.state.settings.workspaces_dir()
+        workspaces = server.app.state.settings.resolved_workspaces_dir()
         assert not workspaces.exists() or list(workspaces.iterdir()) == []
 
 

@@ -90,7 +90,7 @@ class ConversationRecords:
         return self._storage
 
     def workspace_path(self, conversation_id: str) -> Path:
-        return self._settings.workspaces_dir() / conversation_id
+        return self._settings.resolved_workspaces_dir() / conversation_id
 
     async def get_metadata(self, conversation_id: str) -> ConversationMetadata:
         check_id(conversation_id)
