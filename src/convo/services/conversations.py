@@ -4,7 +4,8 @@ Start is idempotent and race-free: the check and the registration happen under t
 conversation's own lock, so any number of concurrent starts of one conversation yield
 exactly one loop, while starts of different conversations never wait for each other. No
 lock is held while other loops are stopped (eviction) or a loop's cancelled task is waited
-for; a stop says whether the loop really ended (``StopResult``). Every loop is an owned,
+for; stopping is ``conversation_stops.py``'s (a stop says whether the loop really ended,
+``StopResult``). Every loop is an owned,
 named task; a stored event's metadata is noted in memory and written by ``MetadataSync``'s
 own task, never on the loop's append path.
 
@@ -30,14 +31,10 @@ from convo.domain.conversation import (
     ConversationMetadata,
     ConversationStatus,
     ProviderType,
-    utcnow,
 )
 from convo.domain.events import (
     ActionType,
     Event,
-    EventSource,
-    agent_state_changed,
-    error_observation,
     mask_text,
 )
 from convo.errors import (
@@ -45,8 +42,6 @@ from convo.errors import (
     RecordNotFound,
     ServerShuttingDown,
     StorageError,
-    StorageFull,
-    StorageUnavailable,
     UnsupportedUserAction,
 )
 from convo.llm.base import LLMClientFactory, LLMConfig
@@ -54,22 +49,19 @@ from convo.runtime.base import SandboxFactory
 from convo.runtime.quota import ensure_free_disk
 from convo.services.action_journal import ActionJournal
 from convo.services.conversation_records import (
-    ConversationRecords,
     CreatedConversation,
     check_id,
 )
 from convo.services.conversation_records import NewConversation as NewConversation  # re-export
+from convo.services.conversation_stops import StoppableConversations
 from convo.services.durable_writes import DurableWriter, RetryPolicy
-from convo.services.event_log import EventLog, status_update
+from convo.services.event_log import EventLog
 from convo.services.idle_sandboxes import ReleasableSandboxes
-from convo.services.keyed_lock import KeyedLock
 from convo.services.loop_storage import LoopStorage
-from convo.services.metadata_sync import MetadataSync
 from convo.services.orphans import ProcessRegistry
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
 from convo.services.shutdown import stop_gracefully
-from convo.services.stopping import StopResult, cancel_and_wait
-from convo.services.storage_health import DiskReserve, StorageHealth
+from convo.services.storage_health import DiskReserve
 from convo.services.supervisor import Supervisor
 from convo.services.user_config import ConversationConfig, resolve_llm
 from convo.services.user_events import USER_ACTIONS, parse_user_event, under_confirmation
@@ -77,10 +69,8 @@ from convo.storage.base import Storage
 
 logger = logging.getLogger(__name__)
 
-TOO_MANY = "AGENT_ERROR$TOO_MANY_CONVERSATIONS"
 
-
-class ConversationManager(ConversationRecords):
+class ConversationManager(StoppableConversations):
     def __init__(
         self,
         *,
@@ -91,18 +81,12 @@ class ConversationManager(ConversationRecords):
         llm_factory: LLMClientFactory,
     ) -> None:
         super().__init__(settings, storage, EventLog(storage.events, bus))
-        self._running: dict[str, RunningConversation] = {}
-        # conversation id -> resolved when its stop (including the STOPPED event) is done
-        self._stopping: dict[str, asyncio.Future[StopResult]] = {}
-        self._locks = KeyedLock()  # per conversation: its starts and stops, one at a time
         self._starts = 0  # starts between their closing check and their registration
         self._no_starts = asyncio.Event()
         self._no_starts.set()
         self._shutdown_task: asyncio.Task[None] | None = None
-        self.metadata_sync = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
         self.processes = ProcessRegistry(settings.resolved_data_dir() / "run")
         self.supervisor = Supervisor(self, settings)
-        self.health = StorageHealth()
         # the loops' own way in: a few of their calls at a time, API requests go past them
         self._loop_storage = LoopStorage(storage.events, storage.settings)
         loop_log = EventLog(self._loop_storage.events, bus)
@@ -113,9 +97,6 @@ class ConversationManager(ConversationRecords):
             RetryPolicy(settings.storage_retry_seconds, settings.storage_retry_max_delay_seconds),
         )
         self.journal = ActionJournal(settings.resolved_data_dir() / "results")
-        # conversation id -> whether its STOPPED event is missing too: stops a storage
-        # outage kept from being stored
-        self._unstored_stops: dict[str, bool] = {}
         self._deps = LoopDeps(
             event_log=loop_log,
             sandbox_factory=ReleasableSandboxes(sandbox_factory, self.processes),
@@ -326,27 +307,6 @@ class ConversationManager(ConversationRecords):
         running.task.add_done_callback(lambda _task: self._discard(running))
         return running
 
-    async def _stopped(self, conversation_id: str) -> None:
-        """Return once no stop of this conversation is in progress."""
-        while (pending := self._stopping.get(conversation_id)) is not None:
-            await asyncio.shield(pending)
-
-    async def stop(self, conversation_id: str) -> StopResult:
-        """Stop the loop and say whether it has ended (or was not running)."""
-        check_id(conversation_id)
-        return await self._stop(
-            conversation_id,
-            record_stop=True,
-            wait_seconds=self._settings.stop_timeout_seconds,
-        )
-
-    async def interrupt(self, conversation_id: str) -> StopResult:
-        """End the loop without recording a stop: it should run, and is resumed by the
-        supervisor (a loop that stopped making progress)."""
-        return await self._stop(
-            conversation_id, record_stop=False, wait_seconds=self._settings.stop_timeout_seconds
-        )
-
     async def delete(self, conversation_id: str) -> bool:
         check_id(conversation_id)
         with contextlib.suppress(RecordNotFound):  # nothing may resume it while it goes
@@ -389,108 +349,6 @@ class ConversationManager(ConversationRecords):
         elif event.action == ActionType.MESSAGE:
             await self.start(conversation_id, metadata.user_id)
         return stored
-
-    # --- internals ---------------------------------------------------------------------
-    async def _stop(
-        self, conversation_id: str, *, record_stop: bool, wait_seconds: float
-    ) -> StopResult:
-        """Cancel the loop and wait (at most ``wait_seconds``) until it has ended and its
-        sandbox is closed. ``record_stop``: a user's stop, stored first (so that nothing
-        resumes it) and, once the loop has ended, as a STOPPED event."""
-        async with self._locks.hold(conversation_id):
-            if record_stop:  # under the lock: ordered with a start storing that it runs
-                await self._store_stop(conversation_id)
-            pending = self._stopping.get(conversation_id)
-            running = self._running.get(conversation_id)
-            if pending is None:
-                if running is None or running.task is None:
-                    return StopResult.NOT_RUNNING
-                done: asyncio.Future[StopResult] = asyncio.get_running_loop().create_future()
-                self._stopping[conversation_id] = done
-        if pending is not None:  # another stop is under way: share its end
-            return await asyncio.shield(pending)
-        assert running is not None
-        result = StopResult.STILL_RUNNING
-        try:
-            if await cancel_and_wait(running, wait_seconds):
-                result = StopResult.STOPPED
-                if record_stop:
-                    await self._store_stopped_event(conversation_id)
-        finally:
-            del self._stopping[conversation_id]
-            done.set_result(result)
-        return result
-
-    # --- stops during a storage outage ---------------------------------------------------
-    async def _store_stop(self, conversation_id: str) -> None:
-        """Store that the user wants it stopped. During a storage outage the stop goes on
-        and is stored later (``store_pending_stops``); until then nothing resumes it."""
-        try:
-            with contextlib.suppress(RecordNotFound):
-                await self._storage.conversations.update_fields(
-                    conversation_id, desired_running=False
-                )
-        except (StorageUnavailable, StorageFull) as exc:
-            self.health.failed(exc)
-            self._unstored_stops.setdefault(conversation_id, False)
-
-    async def _store_stopped_event(self, conversation_id: str) -> None:
-        try:
-            with contextlib.suppress(RecordNotFound):
-                await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
-                await self.metadata_sync.flush(conversation_id, last_updated_at=utcnow())
-        except (StorageUnavailable, StorageFull) as exc:
-            self.health.failed(exc)
-            self._unstored_stops[conversation_id] = True
-
-    def stop_unstored(self, conversation_id: str) -> bool:
-        """A user's stop of it waits to be stored (the supervisor resumes nothing of it)."""
-        return conversation_id in self._unstored_stops
-
-    async def store_pending_stops(self) -> None:
-        """Store the stops made during a storage outage; raises StorageError while it lasts."""
-        for conversation_id, with_event in list(self._unstored_stops.items()):
-            with contextlib.suppress(RecordNotFound):
-                await self._storage.conversations.update_fields(
-                    conversation_id, desired_running=False
-                )
-                if with_event:
-                    await self._log.append(conversation_id, agent_state_changed(AgentState.STOPPED))
-            del self._unstored_stops[conversation_id]
-
-    async def _evict_over_limit(self, started: RunningConversation) -> None:
-        """Stop the user's least recently active loops (not the one just started) while more
-        than the limit run. No lock is held: each victim is stopped under its own."""
-        limit = self._settings.max_concurrent_conversations
-        mine = [
-            c
-            for c in self._running.values()
-            if c.user_id == started.user_id and c.conversation_id not in self._stopping
-        ]
-        excess = len(mine) - limit
-        if excess <= 0:
-            return
-        others = sorted((c for c in mine if c is not started), key=lambda c: c.last_active)
-        message = (
-            "This conversation was stopped because too many conversations were running "
-            f"(limit {limit}). Start it again to resume."
-        )
-        for victim in others[:excess]:
-            if victim.conversation_id in self._stopping:
-                continue  # another start's eviction took it meanwhile
-            logger.info("evicting %s: over the limit", victim.conversation_id)
-            await self._log.append(
-                victim.conversation_id,
-                error_observation(message, error_id=TOO_MANY, source=EventSource.ENVIRONMENT),
-            )
-            await self._log.publish_status(
-                victim.conversation_id, status_update("error", TOO_MANY, message)
-            )
-            await self._stop(
-                victim.conversation_id,
-                record_stop=True,
-                wait_seconds=self._settings.stop_timeout_seconds,
-            )
 
     async def _current_llm_config(self, running: RunningConversation) -> LLMConfig | None:
         """The user's LLM settings as saved now: a change reaches the next LLM call."""
