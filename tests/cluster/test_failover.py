@@ -1,0 +1,77 @@
+"""An owner that dies or freezes: another node takes its conversation over within the lease
+time and finishes it from the log, with nothing lost and nothing done twice. A frozen owner
+that wakes after losing its lease appends nothing more (fencing) and lets the conversation go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.cluster.cluster import LEASE_SECONDS, SCRIPTS, Cluster, Node, wait
+from tests.cluster.conftest import CLUSTER
+
+pytestmark = CLUSTER
+
+STEPS = len(SCRIPTS["long"].steps) - 1  # the last one is finish
+# lease expiry, a renewal period, the reconcile pass that notices: well inside this
+TAKEOVER_SECONDS = 3 * LEASE_SECONDS + 5
+
+
+async def _working_on(cluster: Cluster, node: Node, steps: int) -> str:
+    """A "long" conversation created on ``node``, once it has run ``steps`` steps there."""
+    conversation_id = await cluster.create(node, "long")
+    await wait(lambda: len(cluster.lines(conversation_id)) >= steps, 30, "the task to work")
+    assert cluster.owners(conversation_id) == [node]
+    return conversation_id
+
+
+def _other_owner(cluster: Cluster, conversation_id: str, old: Node) -> bool:
+    return any(n is not old for n in cluster.owners(conversation_id))
+
+
+@pytest.mark.timeout(150)
+async def test_kill_9_of_the_owner_mid_task(cluster: Cluster) -> None:
+    a, b = cluster.node("A"), cluster.node("B")
+    conversation_id = await _working_on(cluster, a, 3)
+    # kill just after a step's command ran: the loop is between two LLM answers
+    seen = len(cluster.lines(conversation_id))
+    await wait(lambda: len(cluster.lines(conversation_id)) > seen, 10, "one more step", 0.005)
+    acknowledged = await cluster.events(b, conversation_id)
+    await a.server.kill()
+    killed_at = time.monotonic()
+
+    await wait(lambda: _other_owner(cluster, conversation_id, a), TAKEOVER_SECONDS, "a takeover")
+    took = time.monotonic() - killed_at
+    await wait(lambda: cluster.finishes(b, conversation_id), 60, "the task to finish")
+    events = await cluster.check_steps(b, conversation_id, STEPS)
+    for before in acknowledged:
+        assert events[before["id"]] == before, f"event {before['id']} lost or changed"
+    print(f"taken over {took:.1f} s after kill -9 (lease {LEASE_SECONDS} s)")
+
+
+@pytest.mark.timeout(150)
+async def test_sigstop_past_the_lease_then_sigcont(cluster: Cluster) -> None:
+    a, b = cluster.node("A"), cluster.node("B")
+    conversation_id = await _working_on(cluster, a, 3)
+    a.freeze()
+    try:
+        frozen_at = len(cluster.lines(conversation_id))
+        # another node goes on with the task while A is frozen
+        await wait(
+            lambda: len(cluster.lines(conversation_id)) >= frozen_at + 2,
+            TAKEOVER_SECONDS + 10,
+            "another node to take over",
+        )
+        assert _other_owner(cluster, conversation_id, a)
+    finally:
+        a.thaw()
+    # A wakes: it must notice it lost the lease, append nothing and close its sandbox
+    await wait(lambda: not a.runs_shell_of(conversation_id), 15, "A to let go")
+    await wait(lambda: cluster.finishes(b, conversation_id), 60, "the task to finish")
+    await asyncio.sleep(1.0)  # anything A would still append comes now
+    await cluster.check_steps(b, conversation_id, STEPS)
+    assert [n.name for n in cluster.owners(conversation_id)] != ["A"]
+    assert a.alive, "the woken node died instead of letting the conversation go"

@@ -1,0 +1,88 @@
+"""Live events across nodes: a client on node C (Socket.IO and SSE) sees every event of a loop
+on node A, in order, without a gap or a repeat; Redis cut for a few seconds and then restarted
+empty changes nothing for the loops, and the listeners resume where they were."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from tests.cluster.cluster import SCRIPTS, Cluster, wait
+from tests.cluster.conftest import CLUSTER
+from tests.cluster.listeners import Listener, SocketListener, SseListener
+
+pytestmark = CLUSTER
+
+
+@asynccontextmanager
+async def _listening(base_url: str, conversation_id: str) -> AsyncIterator[list[Listener]]:
+    listeners: list[Listener] = [
+        SseListener(base_url, conversation_id),
+        SocketListener(base_url, conversation_id),
+    ]
+    for listener in listeners:
+        listener.start()
+    try:
+        yield listeners
+    finally:
+        for listener in listeners:
+            await listener.stop()
+
+
+async def _all_seen(cluster: Cluster, listeners: list[Listener], conversation_id: str) -> None:
+    """Every listener got exactly the stored events, in order, each once."""
+    stored = [e["id"] for e in await cluster.events(cluster.node("A"), conversation_id)]
+    assert stored == list(range(len(stored)))
+    for listener in listeners:
+        await wait(lambda listener=listener: listener.has(stored[-1]), 15, "the last event")
+        assert listener.ids == stored, f"{type(listener).__name__}: {listener.ids}"
+
+
+@pytest.mark.timeout(120)
+async def test_a_client_on_c_sees_every_event_of_a_loop_on_a(cluster: Cluster) -> None:
+    a, c = cluster.node("A"), cluster.node("C")
+    conversation_id = await cluster.create(a, "short")
+    async with _listening(c.base_url, conversation_id) as listeners:
+        await wait(lambda: cluster.finishes(a, conversation_id), 30, "the task to finish")
+        assert cluster.owners(conversation_id) == [a]
+        await asyncio.sleep(0.5)  # the state change after finish
+        await _all_seen(cluster, listeners, conversation_id)
+        assert [listener.connects for listener in listeners] == [1, 1], "a stream broke"
+
+
+async def _all_healthy(cluster: Cluster) -> bool:
+    async with httpx.AsyncClient(timeout=5) as client:
+        for node in cluster.nodes:
+            if (await client.get(f"{node.base_url}/health")).status_code != 200:
+                return False
+    return True
+
+
+@pytest.mark.timeout(150)
+async def test_redis_cut_then_restarted_under_running_loops(cluster: Cluster) -> None:
+    a, b, c = (cluster.node(name) for name in "ABC")
+    conversation_id = await cluster.create(a, "long")
+    steps = len(SCRIPTS["long"].steps) - 1
+    async with (
+        _listening(c.base_url, conversation_id) as on_c,
+        _listening(b.base_url, conversation_id) as on_b,
+    ):
+        await wait(lambda: len(cluster.lines(conversation_id)) >= 2, 30, "the task to work")
+
+        cluster.proxy.cut()  # every node loses Redis for 4 s
+        before = len(cluster.lines(conversation_id))
+        await asyncio.sleep(4)
+        during = len(cluster.lines(conversation_id))
+        cluster.proxy.restore()
+        assert during >= before + 2, "the loop stopped working while Redis was cut"
+
+        await cluster.redis.restart(down_seconds=1)  # back empty, on the same port
+        await wait(lambda: cluster.finishes(a, conversation_id), 60, "the task to finish")
+        await cluster.check_steps(a, conversation_id, steps)
+        await asyncio.sleep(0.5)
+        await _all_seen(cluster, [*on_c, *on_b], conversation_id)
+    await wait(lambda: _all_healthy(cluster), 20, "every node healthy again")

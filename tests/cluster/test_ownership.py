@@ -1,0 +1,110 @@
+"""One owner per conversation, whichever node is asked: concurrent starts make one loop; stop,
+message and delete sent to a node that does not run the conversation reach the one that does;
+the per-user limit of running conversations counts the whole cluster."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.cluster.cluster import RUNNING_LIMIT, Cluster, loop_starts, wait
+from tests.cluster.conftest import CLUSTER
+
+pytestmark = CLUSTER
+
+
+async def _message(cluster: Cluster, node_name: str, conversation_id: str, text: str) -> None:
+    async with cluster.node(node_name).client() as client:
+        response = await client.post(
+            f"/api/conversations/{conversation_id}/events",
+            json={"action": "message", "args": {"content": text}},
+        )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.timeout(150)
+async def test_concurrent_starts_on_all_nodes_make_one_loop(cluster: Cluster) -> None:
+    a = cluster.node("A")
+    conversation_id = await cluster.create(a, "reply")
+    await wait(lambda: cluster.finishes(a, conversation_id), 30, "the first answer")
+    async with a.client() as client:
+        stopped = await client.post(f"/api/conversations/{conversation_id}/stop")
+    assert stopped.json()["conversation_status"] == "STOPPED", stopped.text
+    before = (await cluster.events(a, conversation_id))[-1]["id"]
+
+    async def start(node_name: str) -> dict[str, object]:
+        async with cluster.node(node_name).client() as client:
+            response = await client.post(f"/api/conversations/{conversation_id}/start", json={})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    answers = await asyncio.gather(*(start(name) for name in "ABCABC"))
+    assert {a["status"] for a in answers} == {"ok"}, answers
+    await cluster.everywhere(conversation_id, "RUNNING", 20)
+
+    # one loop: it announced itself once, and a message is answered once
+    await _message(cluster, "B", conversation_id, "once more")
+    await wait(lambda: cluster.finishes(a, conversation_id) >= 2, 30, "the answer to it")
+    await asyncio.sleep(1.0)  # time for a second loop, if there were one, to act on it too
+    events = await cluster.check_steps(a, conversation_id, 1)
+    assert loop_starts(events, after=before) == 1, "more than one loop started"
+    assert len(cluster.owners(conversation_id)) == 1
+
+
+@pytest.mark.timeout(150)
+async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
+    cluster: Cluster,
+) -> None:
+    a = cluster.node("A")
+    replying = await cluster.create(a, "reply")
+    await wait(lambda: cluster.finishes(a, replying), 30, "the first answer")
+    assert cluster.owners(replying) == [a]
+
+    # a message sent to B is answered by the loop on A
+    await _message(cluster, "B", replying, "go on")
+    await wait(lambda: cluster.finishes(a, replying) >= 2, 30, "the answer to the message")
+    await cluster.check_steps(a, replying, 1)
+
+    # a stop sent to C ends the work on A
+    working = await cluster.create(a, "endless")
+    await wait(lambda: len(cluster.lines(working)) >= 2, 30, "the task to be working")
+    assert cluster.owners(working) == [a]
+    async with cluster.node("C").client() as client:
+        stopped = await client.post(f"/api/conversations/{working}/stop")
+    assert stopped.json()["conversation_status"] == "STOPPED", stopped.text
+    await cluster.everywhere(working, "STOPPED", 15)
+    await wait(lambda: not a.runs_shell_of(working), 15, "A to close its sandbox")
+    done = len(cluster.lines(working))
+    await asyncio.sleep(1.5)
+    assert len(cluster.lines(working)) == done, "the stopped task went on working"
+
+    # a delete sent to B ends the work on A and removes it everywhere
+    deleted = await cluster.create(a, "endless")
+    await wait(lambda: len(cluster.lines(deleted)) >= 2, 30, "the task to be working")
+    async with cluster.node("B").client() as client:
+        response = await client.delete(f"/api/conversations/{deleted}")
+    assert response.status_code == 200 and response.json() is True, response.text
+    await cluster.everywhere(deleted, None, 15)
+    await wait(lambda: not a.runs_shell_of(deleted), 15, "A to close its sandbox")
+    assert not (cluster.workspaces / deleted / "steps.log").exists()
+
+
+@pytest.mark.timeout(150)
+async def test_the_running_limit_counts_the_whole_cluster(cluster: Cluster) -> None:
+    created = []
+    for index in range(RUNNING_LIMIT + 1):
+        node = cluster.nodes[index % len(cluster.nodes)]
+        created.append(await cluster.create(node, "reply"))
+        await wait(lambda c=created[-1], n=node: cluster.finishes(n, c), 30, "its answer")
+    a = cluster.node("A")
+
+    async def at_the_limit() -> bool:
+        running = await cluster.running(a) & set(created)
+        return len(running) == RUNNING_LIMIT
+
+    await wait(at_the_limit, 30, f"{RUNNING_LIMIT} running across the cluster")
+    for node in cluster.nodes:
+        assert len(await cluster.running(node) & set(created)) == RUNNING_LIMIT, node.name
+    running_loops = sum(1 for c in created if cluster.owners(c))
+    assert running_loops <= RUNNING_LIMIT
