@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 from bench.harness import ConvoServer
+from bench.redis_server import RedisServer
 
 from convo.llm.scripted_server import FINISH, Script, ScriptedLLMServer, tool_call
-from tests.cluster.redis_server import RedisServer
 from tests.faults.proxy import FaultProxy
 
 LEASE_SECONDS = 3

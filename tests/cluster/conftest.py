@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from bench.redis_server import RedisServer
 
 from tests.cluster.cluster import Cluster, scripted_llm
-from tests.cluster.redis_server import RedisServer
 from tests.conftest import POSTGRES_URL
 from tests.faults.proxy import FaultProxy
 from tests.storage.conftest import fresh_postgres_database
@@ -22,6 +22,8 @@ CLUSTER = [
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.asyncio(loop_scope="package"),
+    # until cluster mode lands, a second server on the database is refused at start
+    pytest.mark.xfail(strict=True, reason="cluster mode (issue 10) is not built yet"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""A ``redis-server`` the test starts itself on a free 127.0.0.1 port, never the machine's own.
+"""A ``redis-server`` started for a test or benchmark on a free 127.0.0.1 port, never the
+machine's own.
 
 Nothing is persisted (``--save ""``, no append-only file): a restart starts empty, like a
 Redis that lost its memory, which is all convo may assume Redis to be. ``restart()`` keeps the
