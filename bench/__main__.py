@@ -139,6 +139,12 @@ def _f(value: Any, fmt: str) -> str:
 ROWS: list[tuple[str, str, str, str]] = [
     ("cold start to the first 200 on /alive", "cold_start_s", "{:.2f} s", "3.9-4.6 s"),
     ("cold start: server CPU time (user + system) until then", "cold_start_cpu_s", "{:.2f} s", "-"),
+    (
+        "first start on a new data dir (creates the database): time / CPU",
+        "first_start",
+        "{:.2f} s|{:.2f} s",
+        "-",
+    ),
     ("idle RSS of the server", "idle_rss_mb", "{:.0f} MB", "346 MB"),
     (
         "fresh server: create → first action, OpenAI-compatible endpoint",

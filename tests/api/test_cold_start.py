@@ -42,6 +42,63 @@ def test_the_app_imports_no_llm_library_no_socket_client_and_no_alembic(tmp_path
     assert out == "[]"
 
 
+# What a started server (``convo serve``: the CLI, the pre-flight checks, uvicorn, the app's
+# start-up) must not have imported before its first request, beyond NOT_AT_START: the
+# CLI's client side (its HTTP client, SSE and terminal rendering), the secrets cipher (built
+# with the first secret), Alembic's templates and the PostgreSQL dialect on SQLite.
+NOT_AT_SERVE = [
+    *NOT_AT_START,
+    "httpx_sse",
+    "rich",
+    "pygments",
+    "cryptography",
+    "mako",
+    "sqlalchemy.dialects.postgresql",
+    "asyncpg",
+]
+
+
+def test_a_started_server_on_a_current_schema_has_imported_only_what_serving_needs(
+    tmp_path: Path,
+) -> None:
+    settings = f"Settings(data_dir={str(tmp_path)!r}, llm_model='openai/x')"
+    _run(  # a first start on a new data dir creates the schema
+        f"""
+        import asyncio
+        from convo.cli.server import preflight
+        from convo.config import Settings
+
+        asyncio.run(preflight({settings}))
+        """
+    )
+    out = _run(
+        f"""
+        import asyncio, sys, urllib.request
+        import convo.cli  # what `convo serve` imports before it runs the command
+        from convo.cli.server import EmbeddedServer, preflight
+        from convo.config import Settings
+
+        settings = {settings}
+        asyncio.run(preflight(settings))
+
+        async def main():
+            server = EmbeddedServer(settings)
+            url = await server.start()
+            try:
+                with urllib.request.urlopen(url + "/alive", timeout=10) as response:
+                    assert response.status == 200
+                with urllib.request.urlopen(url + "/api/conversations", timeout=10) as response:
+                    assert response.status == 200
+            finally:
+                await server.stop()
+
+        asyncio.run(main())
+        print(sorted(m for m in {NOT_AT_SERVE!r} if m in sys.modules))
+        """
+    )
+    assert out == "[]"
+
+
 def test_socketio_stays_complete_for_whoever_imports_it_later(tmp_path: Path) -> None:
     """The server side is imported alone; a later ``import socketio`` gets the whole package."""
     out = _run(

@@ -10,14 +10,16 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from convo.cli.client import ApiError, ConvoClient
 from convo.cli.context import cli_context
 from convo.cli.errors import CliError, ExitCode, load_settings
-from convo.cli.render import EventPrinter, JsonPrinter, Printer
+
+if TYPE_CHECKING:  # the HTTP client and the renderer load with the command that uses them
+    from convo.cli.client import ConvoClient
+    from convo.cli.render import Printer
 
 T = TypeVar("T")
 
@@ -50,6 +52,8 @@ def _with_client(
 
 
 def _printer(as_json: bool) -> Printer:
+    from convo.cli.render import EventPrinter, JsonPrinter
+
     return JsonPrinter() if as_json else EventPrinter()
 
 
@@ -71,6 +75,7 @@ def run(
     Exit status: 0 finished, 1 error, 2 bad usage or configuration, 3 stopped (Ctrl-C stops
     the conversation), 4 the agent awaits your input, 5 server unreachable.
     """
+    from convo.cli.client import ApiError
     from convo.cli.connect import model_option
     from convo.cli.follow import follow_or_stop
 

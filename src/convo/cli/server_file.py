@@ -14,8 +14,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 FILE_NAME = "server.json"
 
 
@@ -66,6 +64,8 @@ def running_server(data_dir: Path) -> ServerRecord | None:
     record = read(data_dir)
     if record is None or not _pid_alive(record.pid):
         return None
+    import httpx  # only the client commands look for a running server
+
     try:
         response = httpx.get(f"{record.url}/alive", timeout=2.0)
     except httpx.HTTPError:

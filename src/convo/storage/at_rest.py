@@ -18,17 +18,20 @@ memory files the database's mode): only the server's user reads them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING, Any
 
 from convo.errors import StorageError
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +47,19 @@ class Sealer:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise ValueError("a Sealer needs at least one key")
-        try:
-            self._fernet = MultiFernet([Fernet(key) for key in keys])
-        except ValueError as exc:
-            raise StorageError(f"Invalid secrets key: {exc}") from None
+        for key in keys:
+            _check_key(key)
+        self._keys = keys
+        self._fernet: MultiFernet | None = None
+
+    def _cipher(self) -> MultiFernet:
+        """Built at the first seal or open: most starts need no secret, and ``cryptography``
+        costs a few megabytes and milliseconds to import."""
+        if self._fernet is None:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            self._fernet = MultiFernet([Fernet(key) for key in self._keys])
+        return self._fernet
 
     def seal(self, data: Mapping[str, Any]) -> dict[str, Any]:
         return self.seal_text(json.dumps(data, separators=(",", ":")))
@@ -60,14 +72,16 @@ class Sealer:
         return opened
 
     def seal_text(self, text: str) -> dict[str, Any]:
-        return {_SEALED: self._fernet.encrypt(text.encode()).decode("ascii")}
+        return {_SEALED: self._cipher().encrypt(text.encode()).decode("ascii")}
 
     def open_text(self, value: Mapping[str, Any] | str) -> str:
         """The string ``seal_text`` sealed; a plain string as it is."""
         if isinstance(value, str):
             return value
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._fernet.decrypt(str(value[_SEALED]).encode("ascii")).decode()
+            return self._cipher().decrypt(str(value[_SEALED]).encode("ascii")).decode()
         except (InvalidToken, KeyError, UnicodeError) as exc:
             raise StorageError(
                 "Stored secrets cannot be opened with this key: the data dir's secrets.key or "
@@ -81,7 +95,24 @@ def is_sealed(value: object) -> bool:
 
 def new_key() -> str:
     """A fresh key for CONVO_SECRETS_KEY."""
-    return Fernet.generate_key().decode("ascii")
+    return _generate_key().decode("ascii")
+
+
+def _generate_key() -> bytes:
+    """A Fernet key (as ``Fernet.generate_key`` makes it): 32 random bytes, URL-safe base64."""
+    return base64.urlsafe_b64encode(os.urandom(32))
+
+
+def _check_key(key: bytes) -> None:
+    """Refuse what Fernet would refuse as a key, without importing it."""
+    try:
+        valid = len(base64.urlsafe_b64decode(key)) == 32
+    except (binascii.Error, ValueError):
+        valid = False
+    if not valid:
+        raise StorageError(
+            "Invalid secrets key: Fernet key must be 32 url-safe base64-encoded bytes."
+        )
 
 
 def load_sealer(data_dir: Path, env_key: str | None) -> Sealer:
@@ -107,7 +138,7 @@ def _read_or_create_key(path: Path) -> bytes:
             raise StorageError(f"Cannot read the secrets key file {path}: {exc}") from exc
     except OSError as exc:
         raise StorageError(f"Cannot create the secrets key file {path}: {exc}") from exc
-    key = Fernet.generate_key()
+    key = _generate_key()
     with os.fdopen(fd, "wb") as out:
         out.write(key + b"\n")
     logger.info(

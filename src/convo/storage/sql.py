@@ -14,7 +14,6 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Table, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -431,6 +430,8 @@ class SqlSettingsStore:
 
     @completes_when_cancelled
     async def _save(self, table: Table, user_id: str | None, data: dict[str, Any]) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite  # not at start: the upsert's kind
+
         values = {"user_id": codec.user_key(user_id), "data": data, "updated_at": utcnow()}
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(table).values(**values)
