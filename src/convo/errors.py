@@ -67,6 +67,11 @@ class UnsupportedUserAction(ConversationError):
     """A client sent an event users may not send."""
 
 
+class RepositoryNotAccessible(ConversationError):
+    """A new conversation's repository is malformed, or its git provider says it does not
+    exist or the stored token may not read it."""
+
+
 class ServerShuttingDown(ConversationError):
     """The server is shutting down and starts no conversation."""
 

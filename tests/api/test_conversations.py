@@ -87,6 +87,9 @@ async def test_list_pages_are_full_and_filtered(server_factory: ServeFactory) ->
         ).json()
         assert len(page2["results"]) == 2 and len(page3["results"]) == 1
         assert page3["next_page_id"] is None
+        # as OpenHands, any limit is accepted (a page holds at most 100, then next_page_id)
+        everything = await server.client.get("/api/conversations", params={"limit": 1000})
+        assert everything.status_code == 200 and len(everything.json()["results"]) == 5
 
         filtered = (
             await server.client.get(
@@ -126,8 +129,13 @@ async def test_events_paging_and_user_messages(server_factory: ServeFactory) -> 
         assert [e["id"] for e in window["events"]] == [1, 2]
         backwards = (await server.client.get(url, params={"reverse": True, "limit": 1})).json()
         assert backwards["events"][0]["id"] == events[-1]["id"]
-        for bad in (0, 101):
+        for bad in (-1, 101):
             assert (await server.client.get(url, params={"limit": bad})).status_code == 400
+        # as OpenHands: limit 0 only says whether there are events; a negative start is 0
+        nothing = (await server.client.get(url, params={"limit": 0})).json()
+        assert nothing == {"events": [], "has_more": True}
+        negative = (await server.client.get(url, params={"start_id": -5, "limit": 1})).json()
+        assert [e["id"] for e in negative["events"]] == [0]
         assert (await server.client.get("/api/conversations/nope/events")).status_code == 404
 
         llm.add(text_response("Second answer"))

@@ -75,10 +75,25 @@ class GitServer:
     authorizations: list[str] = field(default_factory=list)  # decoded "user:password" seen
     refused: int = 0
     port: int = 0
+    # the provider API's ``GET /repos/{owner}/{repo}`` accepts any token (as a token that
+    # may read a repository's metadata but not clone it)
+    api_accepts_any_token: bool = False
+    api_requests: list[str] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def api_answer(self, path: str, authorization: str | None) -> tuple[int, bytes]:
+        """GitHub's ``GET /repos/{owner}/{repo}`` for the repositories served."""
+        self.api_requests.append(path)
+        bearer = (authorization or "").removeprefix("Bearer ")
+        name = path.removeprefix("/repos/")
+        if bearer != self.token and not self.api_accepts_any_token:
+            return 401, b'{"message": "Bad credentials"}'
+        if (self.project_root / f"{name}.git").is_dir():
+            return 200, b'{"id": 1, "full_name": "%s"}' % name.encode()
+        return 404, b'{"message": "Not Found"}'
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -96,7 +111,18 @@ class GitServer:
                 user, _, password = decoded.partition(":")
                 return server.token in (user, password)
 
+            def _api(self) -> None:
+                status, body = server.api_answer(self.path, self.headers.get("Authorization"))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _serve(self) -> None:
+                if self.command == "GET" and self.path.startswith("/repos/"):
+                    self._api()
+                    return
                 if not self._authorized():
                     server.refused += 1
                     self.send_response(401)

@@ -131,8 +131,31 @@ async def test_clone_checkout_setup_instructions_and_recall(
     assert all(TOKEN not in record.getMessage() for record in ours)
 
 
-async def test_a_wrong_token_fails_the_start_clearly(tmp_path: Path, git_server: GitServer) -> None:
+async def test_a_wrong_token_is_refused_at_create(tmp_path: Path, git_server: GitServer) -> None:
+    """As OpenHands: the provider is asked at create; a repository the token cannot read,
+    or one that does not exist, is a 400 and no conversation is made."""
     wrong = "ghp_Wrong999999999999"
+    llm = ScriptedLLM()
+    async with _server(tmp_path, llm, git_server, wrong) as server:
+        for repository in ("owner/repo", "owner/missing"):
+            created = await server.client.post(
+                "/api/conversations", json={"initial_user_msg": "hi", "repository": repository}
+            )
+            assert created.status_code == 400, created.text
+            body = created.json()
+            assert body["status"] == "error"
+            assert body["msg_id"] == "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR"
+            assert repository in body["message"] and wrong not in created.text
+        assert (await server.client.get("/api/conversations")).json()["results"] == []
+        assert git_server.api_requests == ["/repos/owner/repo", "/repos/owner/missing"]
+    assert llm.requests == []
+
+
+async def test_a_token_that_cannot_clone_fails_the_start_clearly(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    wrong = "ghp_Wrong999999999999"
+    git_server.api_accepts_any_token = True  # it may read the repository, not clone it
     llm = ScriptedLLM()
     async with _server(tmp_path, llm, git_server, wrong) as server:
         created = await server.client.post(

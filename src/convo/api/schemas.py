@@ -13,6 +13,7 @@ from convo.domain.conversation import (
     ConversationTrigger,
     ProviderType,
 )
+from convo.domain.suggested_tasks import TaskType
 
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -28,6 +29,24 @@ class ConversationResponse(BaseModel):
     conversation_status: ConversationStatus | None = None
 
 
+class SuggestedTask(BaseModel):
+    """A task card of the web client (``GET /api/user/suggested-tasks``)."""
+
+    git_provider: ProviderType
+    task_type: TaskType
+    repo: str
+    issue_number: int
+    title: str
+
+
+class CreateMicroagent(BaseModel):
+    """The microagent management screen's "add a microagent to this repository"."""
+
+    repo: str
+    git_provider: ProviderType | None = None
+    title: str | None = None
+
+
 class CreateConversationRequest(BaseModel):
     # OpenHands calls this schema InitSessionRequest, kept as its OpenAPI title.
     model_config = ConfigDict(extra="forbid", title="InitSessionRequest")
@@ -38,8 +57,8 @@ class CreateConversationRequest(BaseModel):
     initial_user_msg: str | None = None
     image_urls: list[str] | None = None
     replay_json: str | None = None
-    suggested_task: dict[str, Any] | None = None
-    create_microagent: dict[str, Any] | None = None
+    suggested_task: SuggestedTask | None = None
+    create_microagent: CreateMicroagent | None = None
     conversation_instructions: str | None = None
     mcp_config: dict[str, Any] | None = None
 

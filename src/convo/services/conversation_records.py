@@ -38,6 +38,7 @@ from convo.errors import (
 from convo.runtime.quota import ensure_free_disk
 from convo.services.event_log import EventLog, status_update
 from convo.services.keyed_lock import KeyedLock
+from convo.services.repository_check import check_repository
 from convo.services.streams import EventFeed, StreamOptions
 from convo.services.user_config import ConversationConfig, resolve_config
 from convo.services.user_events import title_from_text
@@ -153,6 +154,14 @@ class ConversationRecords:
             return True
         stored = await self._storage.settings.load_settings(user_id)
         return bool(stored and stored.llm_model)
+
+    async def check_repository(
+        self, user_id: str | None, repository: str, provider: ProviderType | None
+    ) -> ProviderType | None:
+        """``convo.services.repository_check``: the provider for a new conversation's
+        repository; RepositoryNotAccessible when its provider says no."""
+        config = await self._user_config(user_id)
+        return await check_repository(repository, provider, config.provider_tokens, config.env)
 
     async def create(
         self,

@@ -66,6 +66,11 @@ class ProviderClient:
         raise ProviderUnsupported(f"{self.provider.value} is not supported yet")
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        data, _link = await self._get_paged(path, params)
+        return data
+
+    async def _get_paged(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, str]:
+        """The JSON answer and the provider's ``Link`` header (``""`` without one)."""
         import httpx  # at the first provider call, not at the server's start
 
         headers = {"Authorization": f"Bearer {self.token.token}", "Accept": "application/json"}
@@ -82,7 +87,7 @@ class ProviderClient:
         if response.status_code >= 400:
             raise ProviderUnreachable(f"{name} answered {response.status_code}")
         try:
-            return response.json()
+            return response.json(), response.headers.get("link", "")
         except ValueError:
             raise ProviderUnreachable(f"{name} answered with something that is not JSON") from None
 
@@ -102,21 +107,40 @@ class ProviderClient:
             "id": str(data.get("id"))
         }
 
-    async def repositories(self, page: int, per_page: int, query: str | None = None) -> list[Any]:
+    async def repositories(
+        self,
+        page: int,
+        per_page: int,
+        query: str | None = None,
+        installation_id: str | None = None,
+    ) -> list[Any]:
+        """One page of the user's repositories (or of a search, or of a GitHub App
+        installation's). Each carries the provider's ``Link`` header as ``link_header``, as
+        OpenHands sends it: the web client reads its ``rel="next"`` page to load more."""
+        link = ""
         if self.provider is ProviderType.GITLAB:
             params: dict[str, Any] = {"membership": "true", "page": page, "per_page": per_page}
             params |= {"search": query} if query else {"order_by": "last_activity_at"}
-            return [self._gitlab_repo(r) for r in await self._get("/projects", params)]
+            projects, link = await self._get_paged("/projects", params)
+            return [self._gitlab_repo(r) | {"link_header": link} for r in projects]
+        paging = {"page": page, "per_page": per_page}
         if query:
-            found = await self._get(
-                "/search/repositories", {"q": query, "page": page, "per_page": per_page}
-            )
+            found, link = await self._get_paged("/search/repositories", {"q": query} | paging)
             items = found.get("items", []) if isinstance(found, dict) else []
-        else:
-            items = await self._get(
-                "/user/repos", {"sort": "pushed", "page": page, "per_page": per_page}
+        elif installation_id:
+            found, link = await self._get_paged(
+                f"/user/installations/{quote(installation_id, safe='')}/repositories", paging
             )
-        return [self._github_repo(r) for r in items]
+            items = found.get("repositories", []) if isinstance(found, dict) else []
+        else:
+            items, link = await self._get_paged("/user/repos", {"sort": "pushed"} | paging)
+        return [self._github_repo(r) | {"link_header": link} for r in items]
+
+    async def repository(self, repository: str) -> dict[str, Any]:
+        """One repository; ProviderNotFound when the token cannot see it."""
+        if self.provider is ProviderType.GITLAB:
+            return self._gitlab_repo(await self._get(f"/projects/{quote(repository, safe='')}"))
+        return self._github_repo(await self._get(f"/repos/{repository}"))
 
     async def branches(self, repository: str) -> list[dict[str, Any]]:
         if self.provider is ProviderType.GITLAB:

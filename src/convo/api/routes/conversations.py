@@ -25,7 +25,14 @@ from convo.domain.conversation import (
     ConversationTrigger,
     ProviderType,
 )
-from convo.errors import ConversationNotFound, ConvoError, DiskNearlyFull, ServerShuttingDown
+from convo.domain.suggested_tasks import task_prompt
+from convo.errors import (
+    ConversationNotFound,
+    ConvoError,
+    DiskNearlyFull,
+    RepositoryNotAccessible,
+    ServerShuttingDown,
+)
 from convo.services.conversation_records import CreatedConversation
 from convo.services.conversations import ConversationManager, NewConversation
 from convo.services.durable_writes import DISK_FULL, STORAGE_LOST
@@ -34,6 +41,7 @@ from convo.services.stopping import StopResult
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
+MAX_PAGE = 100
 ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN, title="Conversation Id")]
 
 
@@ -144,19 +152,37 @@ async def new_conversation(
         )
     trigger = ConversationTrigger.GUI
     message = body.initial_user_msg
+    repository, provider = body.repository, body.git_provider
     if body.suggested_task:
+        task = body.suggested_task
         trigger = ConversationTrigger.SUGGESTED_TASK
-        message = message or str(body.suggested_task.get("task") or body.suggested_task)
+        message = task_prompt(
+            task.git_provider, task.task_type, task.repo, task.issue_number, task.title
+        )
     elif body.create_microagent:
         trigger = ConversationTrigger.MICROAGENT_MANAGEMENT
+        repository = repository or body.create_microagent.repo
+        provider = provider or body.create_microagent.git_provider
+    if repository:
+        try:
+            provider = await manager.check_repository(user_id, repository, provider)
+        except RepositoryNotAccessible as exc:
+            return _error(
+                400,
+                {
+                    "status": "error",
+                    "message": str(exc),
+                    "msg_id": "STATUS$GIT_PROVIDER_AUTHENTICATION_ERROR",
+                },
+            )
     created = await manager.create_conversation(
         user_id,
         NewConversation(
             initial_user_msg=message,
             image_urls=body.image_urls,
-            repository=body.repository,
+            repository=repository,
             selected_branch=body.selected_branch,
-            git_provider=body.git_provider,
+            git_provider=provider,
             conversation_instructions=body.conversation_instructions,
             trigger=trigger,
             start=True,
@@ -171,13 +197,13 @@ async def search_conversations(
     manager: ManagerDep,
     user_id: UserIdDep,
     page_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1)] = 20,
     selected_repository: str | None = None,
     conversation_trigger: ConversationTrigger | None = None,
 ) -> ConversationInfoResultSet:
     page = await manager.search(
         user_id,
-        limit=limit,
+        limit=min(limit, MAX_PAGE),  # a larger limit gets a next_page_id for the rest
         page_id=page_id,
         selected_repository=selected_repository,
         trigger=conversation_trigger,
@@ -247,14 +273,12 @@ async def stop_conversation(
 ) -> ConversationResponse | JSONResponse:
     try:
         await manager.get_metadata(conversation_id)
-    except ConversationNotFound:
-        return _error(
-            404,
-            {
-                "status": "error",
-                "conversation_id": conversation_id,
-                "message": "Conversation not found",
-            },
+    except ConversationNotFound:  # as OpenHands: nothing runs under that id
+        return ConversationResponse(
+            status="ok",
+            conversation_id=conversation_id,
+            message="Conversation was not running",
+            conversation_status=ConversationStatus.STOPPED,
         )
     try:
         result = await manager.stop(conversation_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from convo.api.deps import ManagerDep
@@ -18,15 +18,21 @@ router = APIRouter(prefix="/api/conversations", tags=["events"])
 async def search_events(
     conversation_id: ConversationId,
     manager: ManagerDep,
-    start_id: Annotated[int, Query(ge=0)] = 0,
+    start_id: int = 0,
     end_id: int | None = None,
     reverse: bool = False,
     limit: int = 20,
 ) -> EventPage | JSONResponse:
-    if not 1 <= limit <= 100:
-        return JSONResponse({"detail": "Invalid limit: must be between 1 and 100"}, status_code=400)
+    """As OpenHands: ``limit`` 0..100 (0 only says whether there are events), a negative
+    ``start_id`` counts as 0, ``end_id`` is inclusive."""
+    if not 0 <= limit <= 100:
+        return JSONResponse({"detail": "Invalid limit"}, status_code=400)
     events = await manager.events(
-        conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit + 1
+        conversation_id,
+        start_id=max(start_id, 0),
+        end_id=end_id,
+        reverse=reverse,
+        limit=limit + 1,
     )
     return EventPage(events=[e.to_wire() for e in events[:limit]], has_more=len(events) > limit)
 

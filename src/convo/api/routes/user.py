@@ -3,7 +3,9 @@ branches.
 
 Without a stored provider token the lists are empty and ``/info`` is a 401 saying a token is
 needed. With one, the provider is asked; if it cannot be reached the answer is a 502 naming
-the provider, if it refuses the token a 401. Suggested tasks are not computed (always []).
+the provider, if it refuses the token a 401. Repository lists carry the provider's ``Link``
+header in each entry's ``link_header`` (the web client pages with it). Suggested tasks are
+not computed (always []).
 """
 
 from __future__ import annotations
@@ -78,12 +80,12 @@ async def get_repositories(
     sort: str = "pushed",  # noqa: ARG001 - accepted as OpenHands does
     page: Annotated[int, Query(ge=1)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 30,
-    installation_id: str | None = None,  # noqa: ARG001 - accepted as OpenHands does
+    installation_id: str | None = None,
 ) -> Any:
     client = await _client(storage, user_id, selected_provider)
     if client is None:
         return []
-    return await _ask(lambda: client.repositories(page, per_page))
+    return await _ask(lambda: client.repositories(page, per_page, None, installation_id))
 
 
 @router.get("/search/repositories", response_model=None)
