@@ -62,8 +62,10 @@ class ScriptedLLMProcess:
         steps: list[dict[str, Any]] | None = None,
         when_exhausted: dict[str, Any] | None = None,
         per_conversation: bool = False,
+        scripts: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.scripts = scripts or {}  # named scripts, chosen by a [script:NAME] marker
         self.steps = steps or []
         self.per_conversation = per_conversation  # each conversation follows the steps
         self.when_exhausted = when_exhausted or {"tool": "finish", "arguments": {"message": "ok"}}
@@ -79,6 +81,7 @@ class ScriptedLLMProcess:
                     "steps": self.steps,
                     "when_exhausted": self.when_exhausted,
                     "per_conversation": self.per_conversation,
+                    "scripts": self.scripts,
                 }
             )
         )

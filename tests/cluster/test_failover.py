@@ -9,13 +9,14 @@ import asyncio
 import time
 
 import pytest
+from bench.cluster_nodes import Cluster, Node, step_count
 
-from tests.cluster.cluster import LEASE_SECONDS, SCRIPTS, Cluster, Node, wait
+from tests.cluster.cluster import LEASE_SECONDS, SCRIPTS, check_steps, wait
 from tests.cluster.conftest import CLUSTER
 
 pytestmark = CLUSTER
 
-STEPS = len(SCRIPTS["long"].steps) - 1  # the last one is finish
+STEPS = step_count(SCRIPTS["long"])
 # lease expiry, a renewal period, the reconcile pass that notices: well inside this
 TAKEOVER_SECONDS = 3 * LEASE_SECONDS + 5
 
@@ -46,7 +47,7 @@ async def test_kill_9_of_the_owner_mid_task(cluster: Cluster) -> None:
     await wait(lambda: _other_owner(cluster, conversation_id, a), TAKEOVER_SECONDS, "a takeover")
     took = time.monotonic() - killed_at
     await wait(lambda: cluster.finishes(b, conversation_id), 60, "the task to finish")
-    events = await cluster.check_steps(b, conversation_id, STEPS)
+    events = await check_steps(cluster, conversation_id, STEPS)
     for before in acknowledged:
         assert events[before["id"]] == before, f"event {before['id']} lost or changed"
     print(f"taken over {took:.1f} s after kill -9 (lease {LEASE_SECONDS} s)")
@@ -72,6 +73,6 @@ async def test_sigstop_past_the_lease_then_sigcont(cluster: Cluster) -> None:
     await wait(lambda: not a.runs_shell_of(conversation_id), 15, "A to let go")
     await wait(lambda: cluster.finishes(b, conversation_id), 60, "the task to finish")
     await asyncio.sleep(1.0)  # anything A would still append comes now
-    await cluster.check_steps(b, conversation_id, STEPS)
+    await check_steps(cluster, conversation_id, STEPS)
     assert [n.name for n in cluster.owners(conversation_id)] != ["A"]
     assert a.alive, "the woken node died instead of letting the conversation go"

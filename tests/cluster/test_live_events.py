@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from bench.cluster_nodes import Cluster, step_count
 
-from tests.cluster.cluster import SCRIPTS, Cluster, wait
+from tests.cluster.cluster import SCRIPTS, ClusterRig, check_steps, wait
 from tests.cluster.conftest import CLUSTER
 from tests.cluster.listeners import Listener, SocketListener, SseListener
 
@@ -63,26 +64,28 @@ async def _all_healthy(cluster: Cluster) -> bool:
 
 
 @pytest.mark.timeout(150)
-async def test_redis_cut_then_restarted_under_running_loops(cluster: Cluster) -> None:
+async def test_redis_cut_then_restarted_under_running_loops(
+    cluster: Cluster, faults: ClusterRig
+) -> None:
     a, b, c = (cluster.node(name) for name in "ABC")
     conversation_id = await cluster.create(a, "long")
-    steps = len(SCRIPTS["long"].steps) - 1
+    steps = step_count(SCRIPTS["long"])
     async with (
         _listening(c.base_url, conversation_id) as on_c,
         _listening(b.base_url, conversation_id) as on_b,
     ):
         await wait(lambda: len(cluster.lines(conversation_id)) >= 2, 30, "the task to work")
 
-        cluster.proxy.cut()  # every node loses Redis for 4 s
+        faults.proxy.cut()  # every node loses Redis for 4 s
         before = len(cluster.lines(conversation_id))
         await asyncio.sleep(4)
         during = len(cluster.lines(conversation_id))
-        cluster.proxy.restore()
+        faults.proxy.restore()
         assert during >= before + 2, "the loop stopped working while Redis was cut"
 
-        await cluster.redis.restart(down_seconds=1)  # back empty, on the same port
+        await faults.redis.restart(down_seconds=1)  # back empty, on the same port
         await wait(lambda: cluster.finishes(a, conversation_id), 60, "the task to finish")
-        await cluster.check_steps(a, conversation_id, steps)
+        await check_steps(cluster, conversation_id, steps)
         await asyncio.sleep(0.5)
         await _all_seen(cluster, [*on_c, *on_b], conversation_id)
     await wait(lambda: _all_healthy(cluster), 20, "every node healthy again")

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from bench.cluster_nodes import Cluster
 
-from tests.cluster.cluster import RUNNING_LIMIT, Cluster, loop_starts, wait
+from tests.cluster.cluster import RUNNING_LIMIT, check_steps, everywhere, loop_starts, wait
 from tests.cluster.conftest import CLUSTER
 
 pytestmark = CLUSTER
@@ -41,13 +42,13 @@ async def test_concurrent_starts_on_all_nodes_make_one_loop(cluster: Cluster) ->
 
     answers = await asyncio.gather(*(start(name) for name in "ABCABC"))
     assert {a["status"] for a in answers} == {"ok"}, answers
-    await cluster.everywhere(conversation_id, "RUNNING", 20)
+    await everywhere(cluster, conversation_id, "RUNNING")
 
     # one loop: it announced itself once, and a message is answered once
     await _message(cluster, "B", conversation_id, "once more")
     await wait(lambda: cluster.finishes(a, conversation_id) >= 2, 30, "the answer to it")
     await asyncio.sleep(1.0)  # time for a second loop, if there were one, to act on it too
-    events = await cluster.check_steps(a, conversation_id, 1)
+    events = await check_steps(cluster, conversation_id, 1)
     assert loop_starts(events, after=before) == 1, "more than one loop started"
     assert len(cluster.owners(conversation_id)) == 1
 
@@ -64,7 +65,7 @@ async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
     # a message sent to B is answered by the loop on A
     await _message(cluster, "B", replying, "go on")
     await wait(lambda: cluster.finishes(a, replying) >= 2, 30, "the answer to the message")
-    await cluster.check_steps(a, replying, 1)
+    await check_steps(cluster, replying, 1)
 
     # a stop sent to C ends the work on A
     working = await cluster.create(a, "endless")
@@ -73,7 +74,7 @@ async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
     async with cluster.node("C").client() as client:
         stopped = await client.post(f"/api/conversations/{working}/stop")
     assert stopped.json()["conversation_status"] == "STOPPED", stopped.text
-    await cluster.everywhere(working, "STOPPED", 15)
+    await everywhere(cluster, working, "STOPPED")
     await wait(lambda: not a.runs_shell_of(working), 15, "A to close its sandbox")
     done = len(cluster.lines(working))
     await asyncio.sleep(1.5)
@@ -85,7 +86,7 @@ async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
     async with cluster.node("B").client() as client:
         response = await client.delete(f"/api/conversations/{deleted}")
     assert response.status_code == 200 and response.json() is True, response.text
-    await cluster.everywhere(deleted, None, 15)
+    await everywhere(cluster, deleted, None)
     await wait(lambda: not a.runs_shell_of(deleted), 15, "A to close its sandbox")
     assert not (cluster.workspaces / deleted / "steps.log").exists()
 

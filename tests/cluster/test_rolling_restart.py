@@ -4,14 +4,15 @@ work: every conversation finishes, with gap-free ids and every step run exactly 
 from __future__ import annotations
 
 import pytest
+from bench.cluster_nodes import Cluster, step_count
 
-from tests.cluster.cluster import SCRIPTS, Cluster, wait
+from tests.cluster.cluster import SCRIPTS, check_steps, wait
 from tests.cluster.conftest import CLUSTER
 
 pytestmark = CLUSTER
 
 CONVERSATIONS = 5
-STEPS = len(SCRIPTS["rolling"].steps) - 1
+STEPS = step_count(SCRIPTS["rolling"])
 
 
 @pytest.mark.timeout(170)
@@ -32,4 +33,4 @@ async def test_rolling_restart_under_load_loses_nothing(cluster: Cluster) -> Non
             lambda c=conversation_id: cluster.finishes(cluster.nodes[0], c), 90, "it to finish"
         )
     for conversation_id in ids:
-        await cluster.check_steps(cluster.nodes[0], conversation_id, STEPS)
+        await check_steps(cluster, conversation_id, STEPS)
