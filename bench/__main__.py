@@ -5,7 +5,9 @@ with a fresh data directory (and, for PostgreSQL, a fresh database that is dropp
 the ``process`` runtime unless stated, and the scripted LLM server where a model is needed.
 PostgreSQL is measured when ``--postgres`` (default: the local server) is reachable.
 The load table (``bench/load.py``, also runnable alone as ``python -m bench.load``) comes
-last: latencies while ``--load-count`` conversations run at once.
+next: latencies while ``--load-count`` conversations run at once. The cluster table
+(``bench/cluster.py``, also ``python -m bench.cluster``) comes last: three nodes on one
+PostgreSQL database and a Redis of its own (skipped without PostgreSQL or ``redis-server``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import psutil
 
 from bench import (
     agent_loop,
+    cluster,
     first_task,
     load,
     sandbox_figures,
@@ -275,12 +278,15 @@ async def main(args: argparse.Namespace) -> None:
         postgres = None if args.no_postgres else args.postgres
         count = 50 if args.quick else args.load_count
         under_load = await load.measure(root / "load", count, 20, postgres)
+        nodes = await cluster.run(root / "cluster", postgres, args.quick)
     print(f"\n(took {time.perf_counter() - began:.0f} s)\n")
     print(render(results, footprint, args.quick))
     print("\nworkspace preparation (create → shell ready → first command), one at a time:")
     print(sandbox_figures.format_rows(workspaces))
     print()
     print(load.render(under_load, count, 20))
+    print()
+    print(cluster.render(nodes))
 
 
 if __name__ == "__main__":
