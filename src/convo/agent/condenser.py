@@ -226,14 +226,15 @@ class Condenser:
         store: CondensationSink,
         *,
         force: bool = False,
+        vision: bool = True,
     ) -> list[dict[str, Any]]:
         """The LLM messages for ``history`` (the live list ``store`` appends to), condensed
         first when they are too large or ``force`` is set."""
         events = view(history)
-        messages = build_messages(system_prompt, events)
+        messages = build_messages(system_prompt, events, vision=vision)
         if force or await self.too_large(events, messages):
             condensed = await self.condense(llm, events)
             if condensed is not None:
                 await store(*condensed)
-                messages = build_messages(system_prompt, view(history))
+                messages = build_messages(system_prompt, view(history), vision=vision)
         return messages

@@ -82,6 +82,7 @@ class AgentConfig:
     extra_instructions: str | None = None
     confirmation_mode: bool = False  # shell and edit actions wait for the user's confirmation
     condenser: CondenserConfig = field(default_factory=CondenserConfig)
+    vision: bool = True  # the model takes images (user messages' images as image parts)
 
 
 class Agent:
@@ -297,7 +298,12 @@ class Agent:
     async def _messages(self, *, condense: bool = False) -> list[dict[str, Any]]:
         """The LLM messages of the condensed view (``agent.condenser``)."""
         return await self._condenser.messages(
-            self._llm, self.system_prompt, self._history, self._condensed, force=condense
+            self._llm,
+            self.system_prompt,
+            self._history,
+            self._condensed,
+            force=condense,
+            vision=self.config.vision,
         )
 
     async def _condensed(self, action: Event, response: LLMResponse) -> None:

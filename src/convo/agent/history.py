@@ -1,6 +1,7 @@
 """Turning a conversation's stored events into OpenAI chat messages for the LLM.
 
-- user ``message`` actions → user messages (with image parts when they carry images);
+- user ``message`` actions → user messages (with image parts when they carry images and the
+  model takes images, and the paths of attached files);
 - agent ``message`` actions → assistant text messages;
 - events with ``tool_call_metadata`` → the assistant message of their model response (once,
   from ``model_response``), immediately followed by one ``tool`` message per tool call of that
@@ -49,11 +50,18 @@ def observation_text(observation: Event) -> str:
     return content
 
 
-def _user_message(event: Event) -> dict[str, Any]:
+def _user_message(event: Event, vision: bool) -> dict[str, Any]:
+    """The user's text, the files they attached (by path, where the text does not name them
+    already) and their images: image parts for a model that takes images, else a note."""
     args = event.args or {}
     text = str(args.get("content", event.message))
+    files = [str(url) for url in args.get("file_urls") or [] if str(url) not in text]
+    if files:
+        text += "\n\nFiles the user attached: " + ", ".join(files)
     images = [str(url) for url in args.get("image_urls") or []]
-    if not images:
+    if images and not vision:
+        text += f"\n\n[The user attached {len(images)} image(s); this model cannot view images.]"
+    if not images or not vision:
         return {"role": "user", "content": text}
     parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
     parts.extend({"type": "image_url", "image_url": {"url": url}} for url in images)
@@ -109,11 +117,11 @@ def _tool_messages(assistant: dict[str, Any], results: dict[str, Event]) -> list
     return messages
 
 
-def _plain_message(event: Event) -> dict[str, Any] | None:
+def _plain_message(event: Event, vision: bool) -> dict[str, Any] | None:
     """The message for an event outside any tool call, or None if the model need not see it."""
     if event.action == ActionType.MESSAGE:
         if event.source == EventSource.USER:
-            return _user_message(event)
+            return _user_message(event, vision)
         return {"role": "assistant", "content": str((event.args or {}).get("content", ""))}
     if event.action == ActionType.CONDENSATION:
         summary = str((event.args or {}).get("summary") or "")
@@ -148,11 +156,14 @@ def _user_actions(events: Sequence[Event]) -> set[int]:
     }
 
 
-def build_messages(system_prompt: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+def build_messages(
+    system_prompt: str, events: Sequence[Event], *, vision: bool = True
+) -> list[dict[str, Any]]:
     """The LLM messages for a system prompt and the stored events, in order.
 
     The user's own commands (the web terminal) and their results reach the model as user
-    messages, as in OpenHands, so it knows what the user changed."""
+    messages, as in OpenHands, so it knows what the user changed. Images the user attached
+    are image parts when ``vision`` (the model takes images), else a note in the text."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
     results = _tool_results(events)
     by_user = _user_actions(events)
@@ -175,7 +186,7 @@ def build_messages(system_prompt: str, events: Sequence[Event]) -> list[dict[str
             messages.append(assistant)
             messages.extend(_tool_messages(assistant, results))
             continue
-        message = _plain_message(event)
+        message = _plain_message(event, vision)
         if message is not None:
             messages.append(message)
     return messages

@@ -28,6 +28,7 @@ class ModelInfo:
     output_cost_per_token: float = 0.0
     cache_read_input_token_cost: float | None = None
     max_input_tokens: int | None = None
+    supports_vision: bool = False
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
         """USD for one call; cached prompt tokens at their own price where the map has one."""
@@ -114,6 +115,7 @@ def _info(entry: dict[str, Any]) -> ModelInfo:
         output_cost_per_token=float(entry.get("output_cost_per_token") or 0.0),
         cache_read_input_token_cost=float(cache_read) if cache_read is not None else None,
         max_input_tokens=int(window) if isinstance(window, int | float) and window else None,
+        supports_vision=entry.get("supports_vision") is True,
     )
 
 
@@ -121,6 +123,14 @@ def context_window(model: str) -> int | None:
     """The model's input window in tokens, if the price map knows it."""
     info = lookup(model)
     return info.max_input_tokens if info is not None else None
+
+
+def accepts_images(model: str) -> bool:
+    """Whether to send a user's images to ``model`` as image parts: yes where the price map
+    says it supports vision, and for a model it does not list (a local or proxied one, whose
+    endpoint decides); no for a listed model without vision."""
+    info = lookup(model)
+    return info is None or info.supports_vision
 
 
 def known_chat_models() -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from convo.domain.events import (
 )
 from convo.errors import StorageError
 from convo.llm.base import LLMClientFactory, LLMConfig
+from convo.llm.model_info import accepts_images
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
 from convo.services.action_journal import ActionJournal
 from convo.services.durable_writes import DurableWriter
@@ -226,6 +227,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 extra_instructions=instructions,
                 confirmation_mode=conversation.config.confirmation_mode,
                 condenser=conversation.config.condenser,
+                vision=await _accepts_images(conversation.config),
             ),
             history=history,
             journal=await deps.journal.view(conversation_id),
@@ -341,3 +343,10 @@ async def _report_failure(
         )
     except Exception:
         logger.exception("could not record the failure of %s", conversation.conversation_id)
+
+
+async def _accepts_images(config: ConversationConfig) -> bool:
+    """Whether the conversation's model takes images (``llm.model_info``; reads a file)."""
+    if config.llm is None:
+        return True
+    return await asyncio.to_thread(accepts_images, config.llm.model)

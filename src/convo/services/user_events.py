@@ -37,8 +37,12 @@ def parse_user_event(data: dict[str, Any]) -> Event:
         content = args.get("content")
         if not isinstance(content, str):
             raise UnsupportedUserAction("A message needs 'args.content' as a string")
-        images = args.get("image_urls") or []
-        return message_action(content, EventSource.USER, image_urls=[str(i) for i in images])
+        images = _urls(args, "image_urls")
+        message = message_action(content, EventSource.USER, image_urls=images)
+        files = _urls(args, "file_urls")
+        if not files:
+            return message
+        return message.model_copy(update={"args": {**(message.args or {}), "file_urls": files}})
     if action == ActionType.CHANGE_AGENT_STATE:
         try:
             state = AgentState(str(args.get("agent_state")))
@@ -58,6 +62,15 @@ def parse_user_event(data: dict[str, Any]) -> Event:
         f"Unsupported action {action!r}: clients may send 'message', 'change_agent_state', "
         "'run', 'read' or 'edit'"
     )
+
+
+def _urls(args: dict[str, Any], name: str) -> list[str]:
+    """A message's ``image_urls`` or ``file_urls``: kept as sent (the web client sends data
+    URLs for images and workspace paths of uploaded files)."""
+    value = args.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UnsupportedUserAction(f"'args.{name}' must be a list of strings")
+    return list(value)
 
 
 def _text(args: dict[str, Any], name: str, *, required: bool = False) -> str | None:
