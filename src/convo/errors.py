@@ -10,7 +10,8 @@
     ├── StorageError                 storage adapters
     │   ├── RecordNotFound
     │   ├── StorageUnavailable       the database cannot be reached or timed out (retry)
-    │   └── StorageFull              the disk under the database is full (retry once freed)
+    │   ├── StorageFull              the disk under the database is full (retry once freed)
+    │   └── LeaseLost                a loop's write under a lease another node took (fencing)
     ├── SandboxError                 runtime adapters
     │   ├── SandboxUnavailable
     │   ├── PathOutsideWorkspace
@@ -98,6 +99,16 @@ class StorageUnavailable(StorageError):
 
 class StorageFull(StorageError):
     """The disk under the database is full; writes fail until space is freed."""
+
+
+class LeaseLost(StorageError):
+    """A loop's write carried a lease token that is no longer the conversation's: another
+    node took it over (or it was revoked). The write was refused; the loop must stop
+    without writing anything more."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"Conversation {conversation_id} is owned by another server now")
+        self.conversation_id = conversation_id
 
 
 # --- runtime -----------------------------------------------------------------------------

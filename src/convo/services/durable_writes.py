@@ -57,9 +57,17 @@ class DurableWriter:
         self._notices: dict[str, str] = {}  # conversation id -> event to store on resume
 
     # --- appends -------------------------------------------------------------------------
-    async def append(self, conversation_id: str, event: Event, secrets: Iterable[str]) -> Event:
+    async def append(
+        self,
+        conversation_id: str,
+        event: Event,
+        secrets: Iterable[str],
+        *,
+        token: int | None = None,
+    ) -> Event:
         """Store and publish ``event``, retrying through an outage; raises the last
-        StorageError once the retry limit is passed."""
+        StorageError once the retry limit is passed. ``token``: the loop's lease token
+        (cluster mode): LeaseLost, never retried, once another node holds the lease."""
         if not event.timestamp:  # fixed now, so that a retry can recognise a stored copy
             event = event.model_copy(update={"timestamp": now_iso()})
         secrets = tuple(secrets)
@@ -73,7 +81,7 @@ class DurableWriter:
                     await self._log.publish_event(conversation_id, found)
                     return found
             uncertain = True
-            stored = await self._log.append(conversation_id, event, secrets)
+            stored = await self._log.append(conversation_id, event, secrets, token=token)
             uncertain = False
             return stored
 

@@ -25,9 +25,17 @@ class EventLog:
         return self._bus
 
     async def append(
-        self, conversation_id: str, event: Event, secrets: Iterable[str] = ()
+        self,
+        conversation_id: str,
+        event: Event,
+        secrets: Iterable[str] = (),
+        *,
+        token: int | None = None,
     ) -> Event:
-        stored = await self._store.append(conversation_id, mask_secrets(event, secrets))
+        """``token``: the loop's lease token (cluster mode); LeaseLost once superseded."""
+        stored = await self._store.append(
+            conversation_id, mask_secrets(event, secrets), token=token
+        )
         await self._bus.publish(conversation_id, stored.to_wire())
         return stored
 

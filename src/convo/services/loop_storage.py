@@ -27,9 +27,11 @@ class LoopEvents:
         self._store = store
         self._share = share
 
-    async def append(self, conversation_id: str, event: Event) -> Event:
+    async def append(
+        self, conversation_id: str, event: Event, *, token: int | None = None
+    ) -> Event:
         async with self._share:
-            return await self._store.append(conversation_id, event)
+            return await self._store.append(conversation_id, event, token=token)
 
     async def list(
         self,

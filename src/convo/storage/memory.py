@@ -8,6 +8,7 @@ UTC, and returned objects never alias stored ones.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +19,15 @@ from convo.domain.conversation import (
     UserSettings,
 )
 from convo.domain.events import Event, now_iso
-from convo.errors import RecordNotFound, StorageError
+from convo.errors import LeaseLost, RecordNotFound, StorageError
 from convo.storage import codec
 from convo.storage.base import (
+    Acquisition,
     ConversationPage,
     ConversationStore,
     EventStore,
+    Lease,
+    LeaseStore,
     SettingsStore,
 )
 
@@ -36,6 +40,25 @@ class _State:
     events: dict[str, list[Event]] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    leases: dict[str, _LeaseRow] = field(default_factory=dict)
+
+    def check_token(self, conversation_id: str, token: int | None) -> None:
+        """Refuse a fenced write whose token is not the conversation's current one."""
+        if token is None or conversation_id not in self.conversations:
+            return
+        lease = self.leases.get(conversation_id)
+        if (lease.token if lease is not None else 0) != token:
+            raise LeaseLost(conversation_id)
+
+
+@dataclass
+class _LeaseRow:
+    owner: str | None = None
+    token: int = 0
+    expires_at: float = 0.0
+
+    def live(self) -> bool:
+        return self.owner is not None and self.expires_at > time.time()
 
 
 def _not_found(conversation_id: str) -> RecordNotFound:
@@ -64,8 +87,11 @@ class MemoryConversationStore:
     async def save(self, metadata: ConversationMetadata) -> None:
         self._row(metadata.conversation_id).update(codec.metadata_to_row(metadata))
 
-    async def update_fields(self, conversation_id: str, **fields: object) -> None:
+    async def update_fields(
+        self, conversation_id: str, *, token: int | None = None, **fields: object
+    ) -> None:
         values = codec.update_values(fields)
+        self._state.check_token(conversation_id, token)
         self._row(conversation_id).update(values)
 
     def _row(self, conversation_id: str) -> dict[str, Any]:
@@ -76,6 +102,7 @@ class MemoryConversationStore:
 
     async def delete(self, conversation_id: str) -> bool:
         self._state.events.pop(conversation_id, None)
+        self._state.leases.pop(conversation_id, None)
         return self._state.conversations.pop(conversation_id, None) is not None
 
     async def search(
@@ -136,9 +163,12 @@ class MemoryEventStore:
     def __init__(self, state: _State) -> None:
         self._state = state
 
-    async def append(self, conversation_id: str, event: Event) -> Event:
+    async def append(
+        self, conversation_id: str, event: Event, *, token: int | None = None
+    ) -> Event:
         if conversation_id not in self._state.conversations:
             raise _not_found(conversation_id)
+        self._state.check_token(conversation_id, token)
         log = self._state.events.setdefault(conversation_id, [])
         stored = event.stored(len(log), event.timestamp or now_iso())
         # Keep the wire form, as the SQL store does, so nested dicts are not shared.
@@ -168,6 +198,88 @@ class MemoryEventStore:
         return len(self._state.events.get(conversation_id, [])) - 1
 
 
+class MemoryLeaseStore:
+    """No await inside an operation, so each is atomic, as the SQL statements are."""
+
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    def _lease(self, conversation_id: str) -> _LeaseRow:
+        if conversation_id not in self._state.conversations:
+            raise _not_found(conversation_id)
+        return self._state.leases.setdefault(conversation_id, _LeaseRow())
+
+    def _user_leases(self, conversation_id: str) -> list[str]:
+        """The other conversations of its user with a live lease, least recently updated
+        first."""
+        rows = self._state.conversations
+        user = rows[conversation_id]["user_id"]
+        held = [
+            cid
+            for cid, lease in self._state.leases.items()
+            if cid != conversation_id and lease.live() and rows[cid]["user_id"] == user
+        ]
+        return sorted(held, key=lambda cid: (rows[cid]["last_updated_at"], cid))
+
+    async def acquire(
+        self,
+        conversation_id: str,
+        owner: str,
+        ttl_seconds: float,
+        *,
+        user_limit: int | None = None,
+    ) -> Acquisition:
+        lease = self._lease(conversation_id)
+        if lease.live() and lease.owner != owner:
+            return Acquisition(None, holder=lease.owner)
+        if user_limit is not None:
+            others = self._user_leases(conversation_id)
+            if len(others) >= user_limit:
+                return Acquisition(None, over_limit=tuple(others))
+        lease.owner, lease.token = owner, lease.token + 1
+        lease.expires_at = time.time() + ttl_seconds
+        return Acquisition(Lease(conversation_id, owner, lease.token))
+
+    async def renew(self, owner: str, ttl_seconds: float) -> dict[str, int]:
+        held = {}
+        for conversation_id, lease in self._state.leases.items():
+            if lease.owner == owner:
+                lease.expires_at = time.time() + ttl_seconds
+                held[conversation_id] = lease.token
+        return held
+
+    async def release(self, conversation_id: str, token: int) -> None:
+        lease = self._state.leases.get(conversation_id)
+        if lease is not None and lease.token == token:
+            lease.owner, lease.expires_at = None, 0.0
+
+    async def revoke(self, conversation_id: str) -> int:
+        lease = self._lease(conversation_id)
+        lease.owner, lease.expires_at, lease.token = None, 0.0, lease.token + 1
+        return lease.token
+
+    async def holder(self, conversation_id: str) -> str | None:
+        return (await self.live_owners([conversation_id])).get(conversation_id)
+
+    async def live_owners(self, conversation_ids: list[str]) -> dict[str, str]:
+        owners = {}
+        for conversation_id in conversation_ids:
+            lease = self._state.leases.get(conversation_id)
+            if lease is not None and lease.live() and lease.owner is not None:
+                owners[conversation_id] = lease.owner
+        return owners
+
+    async def orphaned(self) -> list[str]:
+        rows = self._state.conversations
+        wanted = [
+            cid
+            for cid, row in rows.items()
+            if row["desired_running"]
+            and not (cid in self._state.leases and self._state.leases[cid].live())
+        ]
+        return sorted(wanted, key=lambda cid: (rows[cid]["last_updated_at"], cid))
+
+
 class MemorySettingsStore:
     def __init__(self, state: _State) -> None:
         self._state = state
@@ -195,6 +307,7 @@ class MemoryStorage:
         self.conversations: ConversationStore = MemoryConversationStore(state)
         self.events: EventStore = MemoryEventStore(state)
         self.settings: SettingsStore = MemorySettingsStore(state)
+        self.leases: LeaseStore = MemoryLeaseStore(state)
 
     async def claim_single_server(self, holder: str) -> None:  # noqa: ARG002
         return None  # nothing outlives this process, so nobody else can hold it

@@ -84,8 +84,16 @@ conversations = Table(
     Column("idempotency_key", String(255), nullable=True),
     # The id the next appended event gets; only EventStore.append moves it.
     Column("next_event_id", Integer, nullable=False, server_default="0"),
+    # Cluster mode: the lease of the node whose loop runs it (leases.py). The token grows by
+    # one at every acquire; a loop's writes carry the token it got, and are refused once it
+    # is not the current one. The expiry is in seconds since the epoch, by the database's
+    # clock (never a node's).
+    Column("lease_owner", String(255), nullable=True),
+    Column("lease_token", BigInteger, nullable=False, server_default="0"),
+    Column("lease_expires_at", Float, nullable=True),
     Index(None, "user_id", "created_at"),
     Index(None, "desired_running"),
+    Index(None, "lease_owner"),
     Index(None, "user_id", "idempotency_key", unique=True),
 )
 

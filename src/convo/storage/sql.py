@@ -1,21 +1,15 @@
 """SQL implementations of the storage protocols over one SQLAlchemy async engine.
 
-Every SQLAlchemy or driver error is translated into StorageError here.
+Every SQLAlchemy or driver error is translated into StorageError (``sql_common``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Table, delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from convo.domain.conversation import (
@@ -26,118 +20,28 @@ from convo.domain.conversation import (
     utcnow,
 )
 from convo.domain.events import Event, now_iso
-from convo.errors import RecordNotFound, StorageError, StorageFull, StorageUnavailable
+from convo.errors import LeaseLost, RecordNotFound
 from convo.storage import codec
 from convo.storage.at_rest import Sealer, is_sealed
 from convo.storage.base import (
     ConversationPage,
     ConversationStore,
     EventStore,
+    LeaseStore,
     SettingsStore,
 )
 from convo.storage.engine import EngineOptions, is_sqlite, make_engine, upgrade_to_head
+from convo.storage.leases import SqlLeaseStore
 from convo.storage.schema import conversations, events, user_secrets, user_settings
 from convo.storage.server_claim import DatabaseClaim, claim_database
+from convo.storage.sql_common import (
+    WriteGate,
+    completes_when_cancelled,
+    reader,
+    translate_errors,
+)
 
 logger = logging.getLogger(__name__)
-
-# PostgreSQL SQLSTATE classes of a database that is away or overloaded, not of a bad request:
-# 08 connection exception, 53 insufficient resources, 57 operator intervention (including
-# 57014, a statement cancelled by statement_timeout), 40 transaction rollback (deadlock).
-_TRANSIENT_SQLSTATES = ("08", "53", "57", "40")
-_DISK_FULL_SQLSTATE = "53100"
-_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error")
-
-
-def _classify(exc: DBAPIError) -> type[StorageError]:
-    """Which StorageError a driver error becomes: full disk, transient, or anything else."""
-    orig = exc.orig
-    sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
-    text = str(orig).lower()
-    if sqlstate == _DISK_FULL_SQLSTATE or "disk is full" in text or "no space left" in text:
-        return StorageFull
-    if exc.connection_invalidated or sqlstate.startswith(_TRANSIENT_SQLSTATES):
-        return StorageUnavailable
-    if any(marker in text for marker in _SQLITE_TRANSIENT):
-        return StorageUnavailable
-    if isinstance(getattr(orig, "__cause__", None), OSError):
-        return StorageUnavailable
-    return StorageError
-
-
-@contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Re-raise database and driver errors as StorageError: StorageFull for a full disk,
-    StorageUnavailable for a database that cannot be reached or did not answer in time
-    (connection refused or lost, a timeout, a full pool), StorageError otherwise.
-
-    The message names the driver's error, not the statement (whose parameters may hold
-    secrets; engines are also built with ``hide_parameters``).
-    """
-    try:
-        yield
-    except IntegrityError as exc:
-        raise StorageError(f"{action}: constraint violated ({exc.orig})") from exc
-    except DBAPIError as exc:
-        raise _classify(exc)(f"{action} failed: {exc.orig!r}") from exc
-    except PoolTimeout as exc:
-        raise StorageUnavailable(f"{action} failed: no database connection free") from exc
-    except SQLAlchemyError as exc:
-        raise StorageError(f"{action} failed: {type(exc).__name__}") from exc
-    except OSError as exc:  # the database cannot be reached, or did not answer in time
-        kind = StorageFull if exc.errno == errno.ENOSPC else StorageUnavailable
-        raise kind(f"{action} failed: {exc!r}") from exc
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def completes_when_cancelled(
-    method: Callable[_P, Coroutine[Any, Any, _T]],
-) -> Callable[_P, Coroutine[Any, Any, _T]]:
-    """A write (or read), once begun, runs to its end even if the caller is cancelled.
-
-    Cancelling a task in the middle of a transaction would leave it open on its connection
-    (on SQLite, holding the write lock until the busy timeout fails every other writer). The
-    caller still sees its CancelledError; the write commits or rolls back in the background.
-    Reads are shielded too: a read cancelled mid-way (a loop stopped by a delete while it
-    loads its history) left its aiosqlite connection unreturned, for the garbage collector.
-    """
-
-    @wraps(method)
-    async def shielded(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        return await asyncio.shield(method(*args, **kwargs))
-
-    return shielded
-
-
-class WriteGate:
-    """Where write transactions begin.
-
-    SQLite takes one writer at a time; writers in this process queue on an asyncio lock
-    instead of in SQLite's busy handler, which fails them after its timeout under load.
-    PostgreSQL takes concurrent writers and gets no lock.
-    """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._lock = asyncio.Lock() if is_sqlite(engine) else None
-
-    @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        if self._lock is None:
-            async with self._engine.begin() as conn:
-                yield conn
-            return
-        async with self._lock, self._engine.begin() as conn:
-            yield conn
-
-
-def reader(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for reads: autocommit, so that no connection ever sits idle in a
-    transaction between a read and its return to the pool."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 class SqlConversationStore:
@@ -169,20 +73,28 @@ class SqlConversationStore:
         row = codec.metadata_to_row(metadata)
         await self._update(metadata.conversation_id, row, "Saving")
 
-    async def update_fields(self, conversation_id: str, **fields: object) -> None:
-        await self._update(conversation_id, codec.update_values(fields), "Updating")
+    async def update_fields(
+        self, conversation_id: str, *, token: int | None = None, **fields: object
+    ) -> None:
+        await self._update(conversation_id, codec.update_values(fields), "Updating", token)
 
     @completes_when_cancelled
-    async def _update(self, conversation_id: str, values: dict[str, Any], verb: str) -> None:
+    async def _update(
+        self, conversation_id: str, values: dict[str, Any], verb: str, token: int | None = None
+    ) -> None:
         key = conversations.c.conversation_id
         with translate_errors(f"{verb} conversation {conversation_id}"):
             async with self._gate.begin() as conn:
                 if values:
                     stmt = update(conversations).where(key == conversation_id).values(**values)
+                    if token is not None:
+                        stmt = stmt.where(conversations.c.lease_token == token)
                     result = await conn.execute(stmt.returning(key))
                 else:
                     result = await conn.execute(select(key).where(key == conversation_id))
                 found = result.first() is not None
+                if not found and token is not None:
+                    await _refuse_stale(conn, conversation_id)
         if not found:
             raise RecordNotFound(f"Conversation {conversation_id} not found")
 
@@ -275,10 +187,14 @@ class SqlEventStore:
         self._gate = gate or WriteGate(engine)
 
     @completes_when_cancelled
-    async def append(self, conversation_id: str, event: Event) -> Event:
+    async def append(
+        self, conversation_id: str, event: Event, *, token: int | None = None
+    ) -> Event:
         with translate_errors(f"Appending an event to conversation {conversation_id}"):
             async with self._gate.begin() as conn:
-                event_id = await self._claim_id(conn, conversation_id, codec.agent_state_of(event))
+                event_id = await self._claim_id(
+                    conn, conversation_id, codec.agent_state_of(event), token
+                )
                 stored = event.stored(event_id, event.timestamp or now_iso())
                 await conn.execute(
                     insert(events).values(
@@ -292,21 +208,22 @@ class SqlEventStore:
 
     @staticmethod
     async def _claim_id(
-        conn: AsyncConnection, conversation_id: str, agent_state: str | None
+        conn: AsyncConnection, conversation_id: str, agent_state: str | None, token: int | None
     ) -> int:
-        """The event's id; an agent state change also moves the row's ``agent_state``."""
+        """The event's id; an agent state change also moves the row's ``agent_state``.
+        With a lease ``token``, only while it is the current one: the same UPDATE."""
         counter = conversations.c.next_event_id
         values: dict[str, Any] = {"next_event_id": counter + 1}
         if agent_state is not None:
             values["agent_state"] = agent_state
-        result = await conn.execute(
-            update(conversations)
-            .where(conversations.c.conversation_id == conversation_id)
-            .values(**values)
-            .returning(counter)
-        )
+        stmt = update(conversations).where(conversations.c.conversation_id == conversation_id)
+        if token is not None:
+            stmt = stmt.where(conversations.c.lease_token == token)
+        result = await conn.execute(stmt.values(**values).returning(counter))
         new_value = result.scalar_one_or_none()
         if new_value is None:
+            if token is not None:
+                await _refuse_stale(conn, conversation_id)
             raise RecordNotFound(f"Conversation {conversation_id} not found")
         return int(new_value) - 1
 
@@ -343,6 +260,14 @@ class SqlEventStore:
 
 
 SEALED_SETTINGS = ("llm_api_key", "search_api_key")
+
+
+async def _refuse_stale(conn: AsyncConnection, conversation_id: str) -> None:
+    """A fenced write matched no row: LeaseLost if the conversation exists (its token has
+    moved on), else return (the caller raises RecordNotFound)."""
+    key = conversations.c.conversation_id
+    if (await conn.execute(select(key).where(key == conversation_id))).first() is not None:
+        raise LeaseLost(conversation_id)
 
 
 class SqlSettingsStore:
@@ -455,6 +380,7 @@ class SqlStorage:
         self.events: EventStore = SqlEventStore(engine, gate)
         self._settings = SqlSettingsStore(engine, gate, sealer)
         self.settings: SettingsStore = self._settings
+        self.leases: LeaseStore = SqlLeaseStore(engine, gate)
 
     @classmethod
     def from_url(
