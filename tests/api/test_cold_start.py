@@ -13,7 +13,7 @@ from pathlib import Path
 from convo.storage.engine import alembic_config, head_revision
 from convo.storage.sql import SqlStorage
 
-NOT_AT_START = ["litellm", "openai", "aiohttp", "requests", "redis", "alembic", "httpx"]
+NOT_AT_START = ["litellm", "openai", "aiohttp", "requests", "redis", "alembic", "httpx", "mcp"]
 
 
 def _run(code: str) -> str:

@@ -13,6 +13,7 @@ from convo.domain.conversation import (
     ConversationTrigger,
     ProviderType,
 )
+from convo.domain.mcp_config import MCPConfig
 from convo.domain.suggested_tasks import TaskType
 
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -146,7 +147,9 @@ class SettingsBody(BaseModel):
     user_consents_to_analytics: bool | None = None
     sandbox_base_container_image: str | None = None
     sandbox_runtime_container_image: str | None = None
-    mcp_config: dict[str, Any] | None = None
+    # validated (422 when invalid) and stored normalised, as OpenHands' Settings model does:
+    # a bare URL becomes {"url": ...}, absent fields get their defaults
+    mcp_config: MCPConfig | None = None
     condenser_max_size: int | None = None
     email: str | None = None
     email_verified: bool | None = None

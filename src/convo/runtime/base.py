@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from convo.errors import SandboxError
+from convo.runtime.spawned import SandboxProcess
 from convo.runtime.workspace import Workspace
 
 
@@ -82,6 +83,15 @@ class Sandbox(Protocol):
         ``env``, never the conversation's secrets. Works whether or not the sandbox was
         started (a short-lived confinement of its own). Raises SandboxError when it cannot.
         """
+
+    async def spawn(
+        self, argv: Sequence[str], *, cwd: str = "", env: Mapping[str, str] | None = None
+    ) -> SandboxProcess:
+        """Start a long-lived program with the sandbox's confinement and rights (its
+        workspace, user, limits and network), outside its shell; its stdin and stdout are
+        pipes the server holds (``convo.runtime.spawned``). ``cwd`` is relative to the
+        workspace; ``env`` reaches only the program, never a host-side process. The sandbox's
+        ``close()`` kills it. Raises SandboxError when it cannot start."""
 
     async def wait_failed(self) -> SandboxError:
         """Return (never raise) the error once the sandbox can no longer be used: its

@@ -45,6 +45,7 @@ from convo.runtime.oneshot import run_once
 from convo.runtime.process import DEFAULT_PATH, clean_env, export_script
 from convo.runtime.quota import WorkspaceGuard
 from convo.runtime.shell import BashSession
+from convo.runtime.spawned import ENV_READER, SandboxProcess, SpawnedSet, spawn_process
 from convo.runtime.workspace import Workspace
 
 MOUNT = PurePosixPath("/workspace")
@@ -266,6 +267,7 @@ class BwrapSandbox:
         self._root = spec.workspace.expanduser().absolute()
         self._session: BashSession | None = None
         self._cgroup: SandboxCgroup | None = None
+        self._spawned = SpawnedSet()
         self._closed = False
 
     @property
@@ -391,11 +393,60 @@ class BwrapSandbox:
         finally:
             await asyncio.to_thread(cgroup.remove)
 
+    async def spawn(
+        self, argv: Sequence[str], *, cwd: str = "", env: Mapping[str, str] | None = None
+    ) -> SandboxProcess:
+        """A sandbox of its own over the same workspace, like ``exec``'s, but long-lived and
+        with the conversation's network mode: same uid, mounts, rlimits and cgroup limits (a
+        cgroup of its own, removed when the program is closed); the workspace must exist."""
+        if self._closed:
+            raise SandboxError("The sandbox is closed")
+        where = str(MOUNT.joinpath(*self.workspace.parts(cwd)))
+        label = "convo-mcp-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
+        cgroup = await asyncio.to_thread(SandboxCgroup.create, label, self._limits)
+
+        async def remove_cgroup() -> None:
+            await asyncio.to_thread(cgroup.remove)
+
+        try:
+            outer = await asyncio.to_thread(self._spawn_argv, cgroup.procs_files)
+        except (OSError, SandboxError) as exc:
+            await remove_cgroup()
+            raise SandboxError(f"Cannot start a program in the sandbox: {exc}") from exc
+        outer[outer.index("--chdir") + 1] = where
+        script = self._limits.ulimit_script() + ENV_READER
+        shell = ["/bin/bash", "--noprofile", "--norc", "-c", script, "bash"]
+        process = await spawn_process(
+            [*outer, *shell, *argv],
+            env=clean_env(str(MOUNT)),
+            cwd=Path("/"),
+            variables=env or {},
+            on_close=remove_cgroup,
+        )
+        return self._spawned.add(process)
+
+    def _spawn_argv(self, cgroup_procs: list[str]) -> list[str]:
+        """Blocking: the launcher command line of a spawned program."""
+        root = self._root.resolve(strict=True)
+        isolated = None
+        if self._network == "isolated" and self._uid >= 0:
+            isolated = isolated_network()
+        return launch_argv(
+            self._bwrap,
+            workspace=root,
+            network=self._network,
+            tmp_size_bytes=self._limits.tmp_size_bytes,
+            uid=self._uid,
+            cgroup_procs=cgroup_procs,
+            isolated=isolated,
+        )
+
     async def wait_failed(self) -> SandboxError:
         return await self._guard.wait_failed()
 
     async def close(self) -> None:
         self._closed = True
+        await self._spawned.close()
         await self._guard.close()
         if self._session is not None:
             await self._session.close()

@@ -18,6 +18,7 @@ from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, ExecResult
 from convo.runtime.oneshot import run_once
 from convo.runtime.process import clean_env
+from convo.runtime.spawned import ENV_READER, SandboxProcess, SpawnedSet, spawn_process
 from convo.runtime.workspace import Workspace
 
 
@@ -50,6 +51,8 @@ class FakeSandbox:
         self.on_run = on_run
         self.commands: list[RecordedCommand] = []
         self.execs: list[tuple[list[str], str]] = []  # (argv, cwd) of each exec
+        self.spawns: list[tuple[list[str], str]] = []  # (argv, cwd) of each spawn
+        self._spawned = SpawnedSet()
         self.started = False
         self.closed = False
         self.failure: SandboxError | None = None
@@ -125,6 +128,22 @@ class FakeSandbox:
             max_output_bytes=max_output_bytes,
         )
 
+    async def spawn(
+        self, argv: Sequence[str], *, cwd: str = "", env: Mapping[str, str] | None = None
+    ) -> SandboxProcess:
+        """Recorded, then started for real on the host in the workspace (tests only)."""
+        if self.closed:
+            raise SandboxError("The fake sandbox is closed")
+        self.spawns.append((list(argv), cwd))
+        return self._spawned.add(
+            await spawn_process(
+                ["bash", "--noprofile", "--norc", "-c", ENV_READER, "bash", *argv],
+                env=clean_env(str(self.root)),
+                cwd=self.root.joinpath(*self.workspace.parts(cwd)),
+                variables=env or {},
+            )
+        )
+
     def fail(self, error: SandboxError) -> None:
         """Make ``wait_failed`` return ``error`` (as a workspace over its quota would)."""
         self.failure = error
@@ -137,3 +156,4 @@ class FakeSandbox:
 
     async def close(self) -> None:
         self.closed = True
+        await self._spawned.close()

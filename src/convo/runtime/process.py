@@ -23,6 +23,7 @@ from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
 from convo.runtime.oneshot import run_once
 from convo.runtime.quota import WorkspaceGuard
 from convo.runtime.shell import BashSession
+from convo.runtime.spawned import ENV_READER, SandboxProcess, SpawnedSet, spawn_process
 from convo.runtime.workspace import Workspace
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -84,6 +85,7 @@ class ProcessSandbox:
         self._root = spec.workspace.expanduser().absolute()
         self._session: BashSession | None = None
         self._lifeline: tuple[int, int] | None = None
+        self._spawned = SpawnedSet()
         self._closed = False
 
     @property
@@ -162,11 +164,29 @@ class ProcessSandbox:
             max_output_bytes=max_output_bytes,
         )
 
+    async def spawn(
+        self, argv: Sequence[str], *, cwd: str = "", env: Mapping[str, str] | None = None
+    ) -> SandboxProcess:
+        """Unconfined, like the shell: as the server's user, in the workspace."""
+        if self._closed:
+            raise SandboxError("The sandbox is closed")
+        root = self._root.resolve()
+        wrapper = [self._bash, "--noprofile", "--norc", "-c", ENV_READER, "bash", *argv]
+        return self._spawned.add(
+            await spawn_process(
+                wrapper,
+                env=clean_env(str(root)),
+                cwd=root.joinpath(*self.workspace.parts(cwd)),
+                variables=env or {},
+            )
+        )
+
     async def wait_failed(self) -> SandboxError:
         return await self._guard.wait_failed()
 
     async def close(self) -> None:
         self._closed = True
+        await self._spawned.close()
         await self._guard.close()
         if self._session is not None:
             await self._session.close()

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, ExecResult, Sandbox, SandboxFactory, SandboxSpec
+from convo.runtime.spawned import SandboxProcess
 from convo.runtime.workspace import Workspace
 from convo.services.orphans import ProcessRegistry
 
@@ -104,6 +105,13 @@ class ReleasableSandbox:
         return await self._inner.exec(
             argv, cwd=cwd, env=env, timeout=timeout, max_output_bytes=max_output_bytes
         )
+
+    async def spawn(
+        self, argv: Sequence[str], *, cwd: str = "", env: Mapping[str, str] | None = None
+    ) -> SandboxProcess:
+        """In whichever sandbox is current: a release kills the program with the rest (an
+        MCP server is started again at its next use)."""
+        return await self._inner.spawn(argv, cwd=cwd, env=env)
 
     async def wait_failed(self) -> SandboxError:
         """The failure of whichever sandbox is current (a release puts a new one in place)."""

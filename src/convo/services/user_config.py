@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from convo.agent.condenser import CondenserConfig
 from convo.config import Settings
 from convo.domain.conversation import ProviderToken, ProviderType, UserSecrets, UserSettings
+from convo.domain.mcp_config import MCPConfig
 from convo.llm.base import LLMConfig
 from convo.llm.model_info import context_window
 from convo.services.repository import RepositoryOptions
@@ -31,9 +32,13 @@ class ConversationConfig:
     # stored custom secrets left out of ``env`` (a refused name or value): name -> reason
     withheld_secrets: dict[str, str] = field(default_factory=dict)
     withheld_values: tuple[str, ...] = ()  # still masked in events
+    mcp: MCPConfig | None = None  # the user's MCP servers (None: none, or invalid)
+    mcp_error: str | None = None  # why the stored mcp_config was not used
 
     def secret_values(self) -> list[str]:
         values = list(self.env.values()) + list(self.withheld_values)
+        if self.mcp is not None:
+            values += self.mcp.secret_values()
         if self.llm is not None and self.llm.api_key is not None:
             values.append(self.llm.api_key.get_secret_value())
         return [v for v in values if v]
@@ -48,7 +53,10 @@ def resolve_config(
     user = user or UserSettings()
     model = user.llm_model or settings.llm_model
     withheld = secrets.refused()
+    mcp, mcp_error = _mcp_config(user)
     return ConversationConfig(
+        mcp=mcp,
+        mcp_error=mcp_error,
         withheld_secrets=withheld,
         withheld_values=tuple(secrets.custom_secrets[name].secret for name in withheld),
         llm=resolve_llm(settings, user),
@@ -77,6 +85,18 @@ def resolve_config(
             context_window=functools.partial(model_context_window, model) if model else None,
         ),
     )
+
+
+def _mcp_config(user: UserSettings) -> tuple[MCPConfig | None, str | None]:
+    """The user's MCP servers; one stored before it was validated may be refused now."""
+    stored = user.extra.get("mcp_config")
+    if not stored:
+        return None, None
+    try:
+        config = MCPConfig.parse(stored)
+    except ValueError as exc:
+        return None, str(exc)
+    return (None if config.empty else config), None
 
 
 def resolve_llm(settings: Settings, user: UserSettings | None) -> LLMConfig | None:

@@ -65,6 +65,8 @@ async def store_settings(
     one with every save), as OpenHands does."""
     stored = await storage.settings.load_settings(user_id) or UserSettings()
     updates = body.model_dump(exclude_none=True)
+    if body.mcp_config is not None:  # with its secrets, which model_dump keeps as SecretStr
+        updates["mcp_config"] = body.mcp_config.to_wire()
     if not str(updates.get("search_api_key", "x")).strip():
         del updates["search_api_key"]
     for name in _CLEARED_BY_EMPTY:
