@@ -36,9 +36,7 @@ async def test_mcp_config_round_trips_normalised(server_factory: ServeFactory) -
         }
         # a save without mcp_config keeps it; an empty one clears the servers
         await server.client.post("/api/settings", json={"language": "fr"})
-        assert (await server.client.get("/api/settings")).json()["mcp_config"] == view[
-            "mcp_config"
-        ]
+        assert (await server.client.get("/api/settings")).json()["mcp_config"] == view["mcp_config"]
         await server.client.post("/api/settings", json={"mcp_config": {}})
         assert (await server.client.get("/api/settings")).json()["mcp_config"] == {
             "sse_servers": [],
