@@ -27,6 +27,7 @@ from convo.api.errors import install_error_handlers
 from convo.api.input_guard import InputGuard
 from convo.api.routes import (
     conversation_extras,
+    conversation_feedback,
     conversations,
     events,
     files,
@@ -181,6 +182,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         stream.router,
         events.router,
         conversation_extras.router,
+        conversation_feedback.router,
         files.router,
         settings_routes.router,
         secrets.router,

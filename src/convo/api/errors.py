@@ -17,6 +17,7 @@ from convo.errors import (
     DiskNearlyFull,
     InvalidConversationId,
     LLMError,
+    LLMNotConfigured,
     RecordNotFound,
     SandboxError,
     ServerShuttingDown,
@@ -32,6 +33,7 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (ConversationNotFound, 404),
     (InvalidConversationId, 400),
     (UnsupportedUserAction, 400),
+    (LLMNotConfigured, 400),
     (LLMError, 502),
     (DiskNearlyFull, 507),  # Insufficient Storage
     (SandboxError, 500),

@@ -39,12 +39,13 @@ from convo.domain.events import (
 )
 from convo.errors import (
     ConversationNotFound,
+    LLMNotConfigured,
     RecordNotFound,
     ServerShuttingDown,
     StorageError,
     UnsupportedUserAction,
 )
-from convo.llm.base import LLMClientFactory, LLMConfig
+from convo.llm.base import LLMClient, LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
 from convo.runtime.quota import ensure_free_disk
 from convo.services.action_journal import ActionJournal
@@ -56,6 +57,7 @@ from convo.services.conversation_records import NewConversation as NewConversati
 from convo.services.conversation_stops import StoppableConversations
 from convo.services.durable_writes import DurableWriter, RetryPolicy
 from convo.services.event_log import EventLog
+from convo.services.feedback import FeedbackLog
 from convo.services.idle_sandboxes import ReleasableSandboxes
 from convo.services.loop_storage import LoopStorage
 from convo.services.orphans import ProcessRegistry
@@ -97,6 +99,7 @@ class ConversationManager(StoppableConversations):
             RetryPolicy(settings.storage_retry_seconds, settings.storage_retry_max_delay_seconds),
         )
         self.journal = ActionJournal(settings.resolved_data_dir() / "results")
+        self.feedback = FeedbackLog(settings.resolved_data_dir() / "feedback")
         self._deps = LoopDeps(
             event_log=loop_log,
             sandbox_factory=ReleasableSandboxes(sandbox_factory, self.processes),
@@ -349,6 +352,13 @@ class ConversationManager(StoppableConversations):
         elif event.action == ActionType.MESSAGE:
             await self.start(conversation_id, metadata.user_id)
         return stored
+
+    async def llm_client(self, user_id: str | None) -> LLMClient:
+        """A client for the user's model, for a call outside any loop (remember-prompt)."""
+        config = (await self._user_config(user_id)).llm
+        if config is None:
+            raise LLMNotConfigured("No LLM is configured: set CONVO_LLM_MODEL or save settings")
+        return self._deps.llm_factory(config)
 
     async def _current_llm_config(self, running: RunningConversation) -> LLMConfig | None:
         """The user's LLM settings as saved now: a change reaches the next LLM call."""
