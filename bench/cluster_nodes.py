@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from bench.harness import ConvoServer, ScriptedLLMProcess
+from convo.storage.at_rest import new_key
 
 FINISH: dict[str, Any] = {"tool": "finish", "arguments": {"message": "Done."}}
 
@@ -88,6 +89,7 @@ class Cluster:
     llm: ScriptedLLMProcess
     lease_seconds: float = 3.0
     extra: dict[str, str] = field(default_factory=dict)  # more CONVO_* settings for every node
+    secrets_key: str = field(default_factory=new_key)  # one for the cluster, as it must be
     nodes: list[Node] = field(default_factory=list)
 
     @property
@@ -100,6 +102,7 @@ class Cluster:
             "database_url": self.database_url,
             "redis_url": self.redis_url,
             "workspaces_dir": str(self.workspaces),
+            "secrets_key": self.secrets_key,
             "lease_seconds": str(self.lease_seconds),
             "llm_model": "openai/scripted",
             "llm_base_url": self.llm.base_url,

@@ -19,6 +19,17 @@ RUNNING_LIMIT = 6  # per user, across the cluster
 SCRIPTS: dict[str, dict[str, Any]] = {
     # finishes at once; a user message then runs one step, and it finishes again
     "reply": {"steps": [FINISH, step(0), FINISH], "when_exhausted": FINISH},
+    # writes the CLUSTER_SECRET its shell was given
+    "secret": {
+        "steps": [
+            {
+                "tool": "execute_bash",
+                "arguments": {"command": 'echo "$CLUSTER_SECRET" >> steps.log'},
+            },
+            FINISH,
+        ],
+        "when_exhausted": FINISH,
+    },
     # a task that works for a few seconds
     "short": steps_script(8, 0.3),
     # a task that outlasts a takeover

@@ -109,3 +109,27 @@ async def test_the_running_limit_counts_the_whole_cluster(cluster: Cluster) -> N
         assert len(await cluster.running(node) & set(created)) == RUNNING_LIMIT, node.name
     running_loops = sum(1 for c in created if cluster.owners(c))
     assert running_loops <= RUNNING_LIMIT
+
+
+@pytest.mark.timeout(120)
+async def test_a_secret_saved_through_one_node_reaches_a_conversation_on_another(
+    cluster: Cluster,
+) -> None:
+    """Every node opens what another sealed (one key for the cluster's secrets)."""
+    value = "s3cret-from-node-A"
+    async with cluster.node("A").client() as client:
+        saved = await client.post("/api/secrets", json={"name": "CLUSTER_SECRET", "value": value})
+    assert saved.status_code == 201, saved.text
+    try:
+        for node in cluster.nodes:
+            async with node.client() as client:
+                listed = await client.get("/api/secrets")
+            assert listed.status_code == 200, f"{node.name}: {listed.text}"
+            assert [s["name"] for s in listed.json()["custom_secrets"]] == ["CLUSTER_SECRET"]
+        b = cluster.node("B")
+        conversation_id = await cluster.create(b, "secret")
+        await wait(lambda: cluster.finishes(b, conversation_id), 30, "the task to finish")
+        assert cluster.lines(conversation_id) == [value]
+    finally:
+        async with cluster.node("A").client() as client:
+            await client.delete("/api/secrets/CLUSTER_SECRET")
