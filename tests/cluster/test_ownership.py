@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from bench.cluster_nodes import Cluster
+from bench.harness import ConvoServer
 
 from tests.cluster.cluster import RUNNING_LIMIT, check_steps, everywhere, loop_starts, wait
 from tests.cluster.conftest import CLUSTER
@@ -133,3 +134,22 @@ async def test_a_secret_saved_through_one_node_reaches_a_conversation_on_another
     finally:
         async with cluster.node("A").client() as client:
             await client.delete("/api/secrets/CLUSTER_SECRET")
+
+
+@pytest.mark.timeout(90)
+async def test_a_server_without_redis_is_refused_on_the_cluster_database(
+    cluster: Cluster,
+) -> None:
+    """It would take the cluster's conversations for its own: it must not start."""
+    a = cluster.node("A")
+    settings = cluster.settings("lone")
+    del settings["redis_url"]
+    lone = ConvoServer(cluster.root / "node-lone", settings)
+    try:
+        with pytest.raises(RuntimeError, match="exited at start-up"):
+            await lone.start(timeout=60)
+        assert "Another convo server" in lone.log_tail(50) or "cluster" in lone.log_tail(50)
+    finally:
+        await lone.kill()
+    async with a.client() as client:
+        assert (await client.get("/health")).status_code == 200
