@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from convo.errors import (
     ServerShuttingDown,
     StorageError,
 )
+from convo.llm.base import LLMResponse
 from convo.runtime.quota import ensure_free_disk
 from convo.services.event_log import EventLog, status_update
 from convo.services.keyed_lock import KeyedLock
@@ -56,6 +57,8 @@ class NewConversation:
     git_provider: ProviderType | None = None
     conversation_instructions: str | None = None
     trigger: ConversationTrigger = ConversationTrigger.GUI
+    # model answers replaying a recorded trajectory (services.replay), for its first loop
+    replay: list[LLMResponse] = field(default_factory=list)
     # The caller starts its loop right away: stored as wanted running with the row itself,
     # so that the start has nothing more to write (and a crash in between resumes it).
     start: bool = False
@@ -79,6 +82,7 @@ class ConversationRecords:
         self._log = log
         self._creates = KeyedLock()  # per user and idempotency key
         self._closing = False  # the server shuts down: create nothing
+        self._replays: dict[str, list[LLMResponse]] = {}  # conversation id -> for its loop
 
     @property
     def event_log(self) -> EventLog:
@@ -227,6 +231,8 @@ class ConversationRecords:
             desired_running=request.start,
         )
         await self._storage.conversations.create(metadata)
+        if request.replay:
+            self._replays[conversation_id] = list(request.replay)
         if message:
             try:
                 await self._log.append(
@@ -239,6 +245,10 @@ class ConversationRecords:
                     await self._storage.conversations.delete(conversation_id)
                 raise
         return CreatedConversation(metadata, config)
+
+    def take_replay(self, conversation_id: str) -> list[LLMResponse]:
+        """The trajectory its create asked to replay, for its first loop only."""
+        return self._replays.pop(conversation_id, [])
 
     # --- for the supervisor (through the manager) ------------------------------------
     async def wanted_running(self) -> list[ConversationMetadata]:

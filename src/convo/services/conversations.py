@@ -301,7 +301,7 @@ class ConversationManager(StoppableConversations):
             await self._storage.conversations.update_fields(
                 conversation_id, desired_running=True, providers_set=providers_set
             )
-        running = RunningConversation(metadata, config)
+        running = RunningConversation(metadata, config, replay=self.take_replay(conversation_id))
         self._running[conversation_id] = running
         running.task = asyncio.create_task(
             run_conversation(running, self._deps), name=f"conversation:{conversation_id}"
@@ -321,6 +321,7 @@ class ConversationManager(StoppableConversations):
         workspace = self.workspace_path(conversation_id)
         await asyncio.to_thread(shutil.rmtree, workspace, True)
         self.journal.forget(conversation_id)
+        self.take_replay(conversation_id)
         return deleted
 
     async def send_user_event(self, conversation_id: str, data: dict[str, Any]) -> Event:

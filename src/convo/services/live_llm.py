@@ -8,6 +8,9 @@ change reaches every running conversation at its next LLM call, without a restar
 
 The new configuration is handed to ``on_change`` before the first call with it, so that
 events and the log mask a new key as they mask the key the loop started with.
+
+A conversation created with ``replay_json`` answers its first calls from the recorded
+trajectory instead (``convo.services.replay``), consuming it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ class LiveLLM:
         current_config: ConfigSource,
         initial: LLMConfig | None,
         on_change: Callable[[LLMConfig | None], None] = lambda _config: None,
+        replay: list[LLMResponse] | None = None,
     ) -> None:
+        self._replay = replay if replay is not None else []
         self._factory = factory
         self._current_config = current_config
         self._on_change = on_change
@@ -52,6 +57,8 @@ class LiveLLM:
     async def complete(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> LLMResponse:
+        if self._replay:  # a trajectory being replayed (services.replay) answers first
+            return self._replay.pop(0)
         await self._follow_settings()
         if self._client is None:
             raise LLMNotConfigured(NOT_CONFIGURED)

@@ -42,7 +42,7 @@ from convo.domain.events import (
     mask_text,
 )
 from convo.errors import StorageError
-from convo.llm.base import LLMClientFactory, LLMConfig
+from convo.llm.base import LLMClientFactory, LLMConfig, LLMResponse
 from convo.llm.model_info import accepts_images
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
 from convo.services.action_journal import ActionJournal
@@ -70,6 +70,7 @@ class RunningConversation:
     ending: bool = False  # the task is in its cleanup: a further cancel would cut it short
     pending_action: int | None = None  # id of the stored action still waiting for its result
     draining: bool = False  # the server shuts down: start no new work
+    replay: list[LLMResponse] = field(default_factory=list)  # services.replay, consumed
     _safe: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -159,7 +160,7 @@ def live_llm(conversation: RunningConversation, deps: LoopDeps, secrets: list[st
         conversation.config = replace(conversation.config, llm=config)
         secrets.extend(v for v in conversation.config.secret_values() if v not in secrets)
 
-    return LiveLLM(deps.llm_factory, current, initial, changed)
+    return LiveLLM(deps.llm_factory, current, initial, changed, conversation.replay)
 
 
 async def run_conversation(conversation: RunningConversation, deps: LoopDeps) -> None:

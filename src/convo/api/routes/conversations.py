@@ -36,6 +36,7 @@ from convo.errors import (
 from convo.services.conversation_records import CreatedConversation
 from convo.services.conversations import ConversationManager, NewConversation
 from convo.services.durable_writes import DISK_FULL, STORAGE_LOST
+from convo.services.replay import TrajectoryError, parse_trajectory
 from convo.services.stopping import StopResult
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,17 @@ async def new_conversation(
         trigger = ConversationTrigger.MICROAGENT_MANAGEMENT
         repository = repository or body.create_microagent.repo
         provider = provider or body.create_microagent.git_provider
+    images, replay = body.image_urls, []
+    if body.replay_json:
+        try:
+            trajectory = parse_trajectory(body.replay_json)
+        except TrajectoryError as exc:
+            return _error(400, {"status": "error", "message": str(exc)})
+        message, images, replay = (
+            trajectory.first_message,
+            trajectory.image_urls,
+            trajectory.responses,
+        )
     if repository:
         try:
             provider = await manager.check_repository(user_id, repository, provider)
@@ -179,12 +191,13 @@ async def new_conversation(
         user_id,
         NewConversation(
             initial_user_msg=message,
-            image_urls=body.image_urls,
+            image_urls=images,
             repository=repository,
             selected_branch=body.selected_branch,
             git_provider=provider,
             conversation_instructions=body.conversation_instructions,
             trigger=trigger,
+            replay=replay,
             start=True,
         ),
         idempotency_key,

@@ -1,0 +1,128 @@
+"""``replay_json`` at create: a recorded trajectory replayed, as OpenHands replays it.
+
+The trajectory is a JSON list of events (what ``GET /api/conversations/{id}/trajectory``
+returns under ``trajectory``, or OpenHands' exported file; the ``{"trajectory": [...]}``
+object is accepted too). As in OpenHands:
+
+- environment events are dropped; the first remaining event must be the user's message,
+  which becomes the new conversation's first message;
+- the agent's actions after it are carried out again, in order, in the new conversation's
+  sandbox, each getting a fresh observation; the user's later events and all recorded
+  observations are not replayed;
+- once the recorded actions run out, the agent goes on with the model as usual.
+
+convo replays them by answering the loop's first model calls with the recorded actions
+(``run``, ``read``, ``edit``, ``think``, ``finish`` and the agent's messages) instead of
+calling the model, so they go through the same tools, confirmation mode and events as the
+agent's own. Actions convo has no tool for (browsing, IPython, MCP, delegation) are left out.
+The replay lives in the loop's memory: a restart during it goes on with the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from convo.agent.tools import EDITOR_COMMANDS, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK
+from convo.domain.events import ActionType, Event, EventSource
+from convo.llm.base import LLMResponse, ToolCall
+
+
+class TrajectoryError(ValueError):
+    """The replay_json cannot be replayed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    first_message: str
+    image_urls: list[str] = field(default_factory=list)
+    responses: list[LLMResponse] = field(default_factory=list)
+
+
+def parse_trajectory(text: str) -> Trajectory:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise TrajectoryError(f"replay_json is not JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("trajectory"), list):
+        data = data["trajectory"]
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise TrajectoryError("replay_json must be a list of events")
+    try:
+        events = [Event.from_wire(item) for item in data]
+    except ValueError as exc:
+        raise TrajectoryError(f"replay_json holds an event convo cannot read: {exc}") from None
+    events = [e for e in events if e.source != EventSource.ENVIRONMENT]
+    if not events or events[0].action != ActionType.MESSAGE or events[0].source != "user":
+        raise TrajectoryError("A trajectory to replay must start with the user's message")
+    first = events[0].args or {}
+    responses = [
+        response
+        for number, event in enumerate(events[1:])
+        if event.source == EventSource.AGENT
+        and (response := _response(event, f"replay-{number}")) is not None
+    ]
+    return Trajectory(
+        str(first.get("content", events[0].message)),
+        [str(url) for url in first.get("image_urls") or []],
+        responses,
+    )
+
+
+def _call(call_id: str, name: str, arguments: dict[str, Any], thought: str) -> LLMResponse:
+    given = {k: v for k, v in arguments.items() if v is not None}
+    call = ToolCall(call_id, name, json.dumps(given))
+    return LLMResponse(content=thought or None, tool_calls=[call], response_id=call_id)
+
+
+def _run(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse:
+    is_input = "true" if args.get("is_input") else "false"
+    return _call(
+        call_id, EXECUTE_BASH, {"command": args.get("command"), "is_input": is_input}, thought
+    )
+
+
+def _read(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse:
+    arguments = {"command": "view", "path": args.get("path"), "view_range": args.get("view_range")}
+    return _call(call_id, STR_REPLACE_EDITOR, arguments, thought)
+
+
+def _edit(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse | None:
+    if args.get("command") not in EDITOR_COMMANDS:
+        return None  # OpenHands' LLM-based whole-file edits have no tool here
+    names = ("command", "path", "file_text", "old_str", "new_str", "insert_line")
+    return _call(call_id, STR_REPLACE_EDITOR, {n: args.get(n) for n in names}, thought)
+
+
+def _think(args: dict[str, Any], call_id: str, _thought: str) -> LLMResponse:
+    return _call(call_id, THINK, {"thought": args.get("thought", "")}, "")
+
+
+def _finish(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse:
+    message = args.get("final_thought") or args.get("message") or ""
+    return _call(call_id, FINISH, {"message": message}, thought)
+
+
+_REPLAYED: dict[str, Callable[[dict[str, Any], str, str], LLMResponse | None]] = {
+    ActionType.RUN: _run,
+    ActionType.READ: _read,
+    ActionType.EDIT: _edit,
+    ActionType.THINK: _think,
+    ActionType.FINISH: _finish,
+}
+
+
+def _response(event: Event, call_id: str) -> LLMResponse | None:
+    """The model answer that makes the loop take this recorded action again."""
+    args = event.args or {}
+    if event.action == ActionType.MESSAGE:
+        content = str(args.get("content", event.message))
+        return LLMResponse(content=content, response_id=call_id) if content else None
+    if args.get("confirmation_state") in ("awaiting_confirmation", "rejected"):
+        return None  # the decided copy (or none, when rejected) is what was carried out
+    build = _REPLAYED.get(str(event.action))
+    if build is None:
+        return None
+    return build(args, call_id, str(args.get("thought") or ""))
