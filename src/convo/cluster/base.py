@@ -4,6 +4,11 @@ Payloads are the JSON objects clients receive: stored events (with an integer ``
 transient status updates (``status_update: true``). A subscription has a bounded queue; a
 subscriber that falls too far behind is marked ``overflowed`` and must resume from storage
 by event id, so a slow subscriber never slows the agent or the other subscribers.
+
+A subscription may take a moment to take effect (over Redis, until the server confirms it):
+``ready()`` returns once every payload published from then on will reach it, which is when a
+reader may read the store without missing what is published meanwhile. A subscription that
+cannot take effect (Redis is down) ends as overflowed, like one whose connection breaks.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ class Subscription(Protocol):
     @property
     def overflowed(self) -> bool:
         """True once the queue overflowed; no further payloads are delivered."""
+
+    async def ready(self) -> None:
+        """Return once every payload published from now on will be delivered (or the
+        subscription has ended: ``get`` then raises SubscriptionClosed)."""
 
     async def get(self) -> Payload:
         """The next payload; raises SubscriptionClosed when closed or overflowed."""

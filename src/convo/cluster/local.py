@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Protocol
 
 from convo.cluster.base import Payload, SubscriptionClosed
 
 _CLOSED: Payload = {"__closed__": True}
 
 
+class SubscriptionOwner(Protocol):
+    """The bus a subscription leaves when it ends."""
+
+    def discard(self, conversation_id: str, subscription: LocalSubscription) -> None: ...
+
+
 class LocalSubscription:
-    def __init__(self, bus: LocalEventBus, conversation_id: str, max_queue: int) -> None:
+    """A bounded queue of payloads for one subscriber; also the queue of Redis ones."""
+
+    def __init__(self, bus: SubscriptionOwner, conversation_id: str, max_queue: int) -> None:
         self._bus = bus
         self._conversation_id = conversation_id
         self._queue: asyncio.Queue[Payload] = asyncio.Queue(maxsize=max_queue + 1)
@@ -23,6 +32,13 @@ class LocalSubscription:
     def overflowed(self) -> bool:
         return self._overflowed
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def ready(self) -> None:
+        """In-process publishing reaches a subscription as soon as it exists."""
+
     def offer(self, payload: Payload) -> None:
         """Called by the bus; never blocks the publisher."""
         if self._closed:
@@ -32,6 +48,12 @@ class LocalSubscription:
             self._finish()
             return
         self._queue.put_nowait(payload)
+
+    def lose(self) -> None:
+        """End as overflowed: payloads may have been missed (a broken connection)."""
+        if not self._closed:
+            self._overflowed = True
+            self._finish()
 
     def _finish(self) -> None:
         self._closed = True

@@ -10,7 +10,9 @@
             ...  # tell the client to resume from feed.last_event_id
 
 How it stays exactly-once and in order: the feed subscribes to the bus *before* it reads the
-store, so every event stored after the read began is also in the subscription's queue. Live
+store, and waits until the subscription is in effect (``Subscription.ready``: over Redis, the
+server confirmed it), so every event stored after the read began, which is published after it
+is stored, by this server or another, is also in the subscription's queue. Live
 payloads whose integer ``id`` is not above the last id handed out are duplicates and are
 dropped; a live id that jumps ahead (two appends published out of order) is filled in from
 the store first. Status updates (no integer id) pass straight through.
@@ -92,6 +94,7 @@ class EventFeed:
         self._catch_up_to: int | None = None
         self._held: Payload | None = None  # a live payload waiting for its gap to be filled
         self._subscription: Subscription | None = None
+        self._subscribed_before_reading = False
         self._getter: asyncio.Future[Payload] | None = None
         self._ended = False
         self._fell_behind = False
@@ -173,6 +176,10 @@ class EventFeed:
 
     # --- internals ---------------------------------------------------------------------
     async def _read_page(self) -> None:
+        if not self._subscribed_before_reading:
+            assert self._subscription is not None
+            await self._subscription.ready()
+            self._subscribed_before_reading = True
         end_id = self._catch_up_to
         events = await self._store.list(
             self._conversation_id,
