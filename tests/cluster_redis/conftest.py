@@ -8,11 +8,15 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from convo.api.app import Overrides
 from convo.cluster.redis_node import RedisNode, RedisOptions
+from tests.api.conftest import RunningServer, ServeFactory, make_settings, serve
 from tests.faults.proxy import FaultProxy
 
 # quick to notice a broken connection, so that the tests are quick too
@@ -117,3 +121,15 @@ async def proxies() -> AsyncIterator[Callable[[int], Awaitable[FaultProxy]]]:
     yield make
     for proxy in made:
         await proxy.aclose()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> ServeFactory:
+    """A real server on 127.0.0.1, as in the API tests."""
+
+    def factory(
+        overrides: Overrides | None = None, **settings: Any
+    ) -> AbstractAsyncContextManager[RunningServer]:
+        return serve(make_settings(tmp_path, **settings), overrides)
+
+    return factory

@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp
@@ -41,7 +42,9 @@ from convo.api.routes import (
 from convo.api.routes import settings as settings_routes
 from convo.api.socketio import SocketServer
 from convo.cluster.base import EventBus
+from convo.cluster.channel import LocalNodeNetwork, NodeChannel
 from convo.cluster.local import LocalEventBus
+from convo.cluster.node import new_node_id
 from convo.config import Settings
 from convo.host_lock import HostLock, describe_this_process
 from convo.llm.base import LLMClientFactory
@@ -52,6 +55,9 @@ from convo.services.storage_health import open_on_full_disk
 from convo.services.streams import StreamOptions
 from convo.storage.at_rest import prepare_data_dir
 from convo.storage.base import Storage
+
+if TYPE_CHECKING:
+    from convo.cluster.redis_node import RedisNode
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +113,34 @@ async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, 
     return factory, network_warning(settings.sandbox_network)
 
 
+@dataclass
+class Transport:
+    """How this server reaches the others: live events, requests between nodes, and the
+    Redis connections they use in cluster mode (None on a single server)."""
+
+    bus: EventBus
+    channel: NodeChannel
+    redis: RedisNode | None
+
+    async def aclose(self) -> None:
+        await self.bus.aclose()
+        await self.channel.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def _transport(settings: Settings, node_id: str, bus: EventBus | None) -> Transport:
+    """In-process on a single server (no Redis round trip); over Redis in cluster mode,
+    where every listener, on the owning server too, gets its events through Redis."""
+    if settings.redis_url is None:
+        return Transport(bus or LocalEventBus(), LocalNodeNetwork().channel(node_id), None)
+    from convo.cluster.redis_node import RedisNode  # redis is imported in cluster mode only
+
+    redis = RedisNode(settings.redis_url.get_secret_value(), node_id)
+    redis.start()
+    return Transport(bus or redis.bus, redis.channel, redis)
+
+
 def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:
     chosen = overrides or Overrides()
 
@@ -128,7 +162,8 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
             await storage.aclose()
             data_dir_lock.release()
             raise
-        bus = chosen.bus or LocalEventBus()
+        transport = _transport(settings, app.state.node_id, chosen.bus)
+        bus = transport.bus
         if chosen.sandbox_factory is not None:
             sandbox_factory, runtime_warning = chosen.sandbox_factory, None
         else:
@@ -147,6 +182,8 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         )
         app.state.storage = storage
         app.state.bus = bus
+        app.state.node_channel = transport.channel
+        app.state.redis = transport.redis
         app.state.sandbox_factory = sandbox_factory
         app.state.manager = manager
         app.state.shutdown_task = None
@@ -158,13 +195,14 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
                 finally:
                     await begin_shutdown(app)
         finally:
-            await bus.aclose()
+            await transport.aclose()
             await llm_clients.aclose()
             await storage.aclose()
             data_dir_lock.release()
 
     app = FastAPI(title="convo", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.node_id = new_node_id()  # this process, as the other servers know it
     app.state.stream_options = chosen.stream_options or StreamOptions()
     app.state.socket_server = SocketServer(app)
     install_error_handlers(app)
