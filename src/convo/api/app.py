@@ -45,6 +45,7 @@ from convo.cluster.base import EventBus
 from convo.cluster.channel import LocalNodeNetwork, NodeChannel
 from convo.cluster.local import LocalEventBus
 from convo.cluster.node import new_node_id
+from convo.cluster.wakeups import LocalWakeupHub, Wakeups
 from convo.config import Settings
 from convo.host_lock import HostLock, describe_this_process
 from convo.llm.base import LLMClientFactory
@@ -115,16 +116,18 @@ async def _default_sandbox_factory(settings: Settings) -> tuple[SandboxFactory, 
 
 @dataclass
 class Transport:
-    """How this server reaches the others: live events, requests between nodes, and the
-    Redis connections they use in cluster mode (None on a single server)."""
+    """How this server reaches the others: live events, requests between nodes, wake-ups,
+    and the Redis connections they use in cluster mode (None on a single server)."""
 
     bus: EventBus
     channel: NodeChannel
+    wakeups: Wakeups
     redis: RedisNode | None
 
     async def aclose(self) -> None:
         await self.bus.aclose()
         await self.channel.aclose()
+        await self.wakeups.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -133,12 +136,17 @@ def _transport(settings: Settings, node_id: str, bus: EventBus | None) -> Transp
     """In-process on a single server (no Redis round trip); over Redis in cluster mode,
     where every listener, on the owning server too, gets its events through Redis."""
     if settings.redis_url is None:
-        return Transport(bus or LocalEventBus(), LocalNodeNetwork().channel(node_id), None)
+        return Transport(
+            bus or LocalEventBus(),
+            LocalNodeNetwork().channel(node_id),
+            LocalWakeupHub().node(node_id),
+            None,
+        )
     from convo.cluster.redis_node import RedisNode  # redis is imported in cluster mode only
 
     redis = RedisNode(settings.redis_url.get_secret_value(), node_id)
     redis.start()
-    return Transport(bus or redis.bus, redis.channel, redis)
+    return Transport(bus or redis.bus, redis.channel, redis.wakeups, redis)
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAPI:
@@ -183,6 +191,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         app.state.storage = storage
         app.state.bus = bus
         app.state.node_channel = transport.channel
+        app.state.wakeups = transport.wakeups
         app.state.redis = transport.redis
         app.state.sandbox_factory = sandbox_factory
         app.state.manager = manager

@@ -2,7 +2,7 @@
 
     redis = RedisNode(url, node_id)
     redis.start()                    # listeners connect (and reconnect) in the background
-    bus, channel = redis.bus, redis.channel
+    bus, channel, wakeups = redis.bus, redis.channel, redis.wakeups
     await redis.probe(1.0)           # "ok" or "down: ..." for /health
     await redis.aclose()
 
@@ -26,6 +26,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from convo.cluster.redis_bus import RedisEventBus
 from convo.cluster.redis_channel import RedisNodeChannel
 from convo.cluster.redis_listener import REDIS_FAILURES
+from convo.cluster.redis_wakeups import RedisWakeups
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,18 @@ class RedisNode:
             silent_after=options.silent_after,
         )
 
+        self.wakeups = RedisWakeups(
+            self.client,
+            self._listener_pool,
+            node_id,
+            ping_interval=options.ping_interval,
+            silent_after=options.silent_after,
+        )
+
     def start(self) -> None:
         self.bus.start()
         self.channel.start()
+        self.wakeups.start()
 
     async def probe(self, within: float) -> str:
         """``ok`` when Redis answers a PING within ``within`` seconds, else what is wrong."""
@@ -91,5 +101,6 @@ class RedisNode:
     async def aclose(self) -> None:
         await self.bus.aclose()
         await self.channel.aclose()
+        await self.wakeups.aclose()
         await self.client.aclose()
         await self._listener_pool.disconnect()
