@@ -255,7 +255,7 @@ async def test_read_and_edit_from_a_script(server_factory: ServeFactory) -> None
             files = await server.client.get(f"/api/conversations/{cid}/list-files")
             assert "notes.txt" in files.json()
             for refused in (
-                {"action": "write", "args": {"path": "x", "content": "y"}},
+                {"action": "write", "args": {"content": "y"}},  # no path
                 {"action": "finish", "args": {}},
                 {"action": "run", "args": {}},
                 {"action": "edit", "args": {"path": "x", "command": "view"}},

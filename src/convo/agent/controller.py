@@ -34,6 +34,7 @@ from convo.agent.failures import (
     ERROR_UNEXPECTED,
     llm_error_message,
 )
+from convo.agent.file_write import WRITE
 from convo.agent.metrics import LLMMetrics
 from convo.agent.microagents import recall
 from convo.agent.prompts import build_system_prompt
@@ -71,7 +72,7 @@ EventSink = Callable[[Event], Awaitable[Event]]
 
 _STOPPING_STATES = {AgentState.PAUSED.value, AgentState.STOPPED.value}
 _DECISIONS = {AgentState.USER_CONFIRMED.value, AgentState.USER_REJECTED.value}
-_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT}
+_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT, WRITE}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from convo.agent.editor import FileEditor
 from convo.agent.failures import ERROR_TOOL_FAILED
+from convo.agent.file_write import WRITE, write_file
 from convo.domain.events import ActionType, Event, EventSource, ObservationType, now_iso
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, Sandbox
@@ -136,6 +137,20 @@ def edit_observation(action: Event, result: EditorResult) -> Event:
     )
 
 
+def write_observation(action: Event) -> Event:
+    """OpenHands' answer to a file write: no content, the path in ``extras``."""
+    path = str((action.args or {}).get("path", ""))
+    return Event(
+        timestamp=now_iso(),
+        source=EventSource.AGENT,
+        message=f"I wrote to the file {path}.",
+        cause=action.id if action.id >= 0 else None,
+        observation=WRITE,
+        content="",
+        extras={"path": path},
+    )
+
+
 def think_observation(action: Event) -> Event:
     return _observation(ObservationType.THINK, "Your thought has been logged.", {}, action=action)
 
@@ -160,7 +175,8 @@ def tool_error(
 
 # --- execution -------------------------------------------------------------------------------
 class ActionExecutor:
-    """Runs run/read/edit/think actions; finish and message need no execution."""
+    """Runs run/read/edit/think actions and the user's write; finish and message need no
+    execution."""
 
     def __init__(
         self,
@@ -186,6 +202,8 @@ class ActionExecutor:
                 return await self._run(action)
             if action.action in (ActionType.READ, ActionType.EDIT):
                 return await self._edit(action)
+            if action.action == WRITE:
+                return await self._write(action)
             if action.action == ActionType.THINK:
                 return think_observation(action)
         except SandboxError as exc:
@@ -204,6 +222,20 @@ class ActionExecutor:
             is_input=bool(args.get("is_input", False)),
         )
         return run_observation(action, result)
+
+    async def _write(self, action: Event) -> Event:
+        args = action.args or {}
+        start, end = args.get("start", 0), args.get("end", -1)
+        error = await write_file(
+            self.sandbox,
+            str(args.get("path", "")),
+            str(args.get("content", "")),
+            start if isinstance(start, int) else 0,
+            end if isinstance(end, int) else -1,
+        )
+        if error is not None:
+            return tool_error(error, error_id=ERROR_TOOL_FAILED, action=action)
+        return write_observation(action)
 
     async def _edit(self, action: Event) -> Event:
         args = action.args or {}

@@ -9,7 +9,7 @@
   the message list is always valid for the provider;
 - agent-loop error observations (``error_id`` starting ``AGENT_ERROR$``) with no tool call →
   user messages, so the model learns why it was stopped;
-- the user's own run/read/edit actions and their results → user messages;
+- the user's own run/read/edit/write actions and their results → user messages;
 - a ``condensation`` action with a summary (placed by ``convo.agent.condenser.view``) and
   ``recall`` observations with microagent knowledge → user messages; other events are not
   shown.
@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from convo.agent.failures import AGENT_ERROR_PREFIX
+from convo.agent.file_write import WRITE
 from convo.agent.microagents import recall_text
 from convo.domain.events import ActionType, Event, EventSource, ObservationType
 
-_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT}
+_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT, WRITE}
 _FINISHED_PLACEHOLDER = "The task was marked as finished."
 _MISSING_PLACEHOLDER = "The tool call was not executed (interrupted)."
 _SUMMARY_TEMPLATE = (
@@ -142,6 +143,8 @@ def _user_action_text(event: Event) -> str:
         return f"User executed the command:\n{args.get('command', '')}"
     if event.action == ActionType.READ:
         return f"User read the file {args.get('path', '')}"
+    if event.action == WRITE:
+        return f"User wrote the file {args.get('path', '')}"
     return f"User edited the file {args.get('path', '')} ({args.get('command', '')})"
 
 

@@ -66,7 +66,13 @@ from convo.services.shutdown import stop_gracefully
 from convo.services.storage_health import DiskReserve
 from convo.services.supervisor import Supervisor
 from convo.services.user_config import ConversationConfig, resolve_llm
-from convo.services.user_events import USER_ACTIONS, parse_user_event, under_confirmation
+from convo.services.user_events import (
+    BROWSE_ACTIONS,
+    USER_ACTIONS,
+    browse_answer,
+    parse_user_event,
+    under_confirmation,
+)
 from convo.storage.base import Storage
 
 logger = logging.getLogger(__name__)
@@ -347,6 +353,9 @@ class ConversationManager(StoppableConversations):
         await self._stopped(conversation_id)  # the message then comes after the STOPPED event
         running = self._running.get(conversation_id)
         stored = await self._log.append(conversation_id, event, secrets)
+        if event.action in BROWSE_ACTIONS:  # no browser here: answered at once, loop or not
+            await self._log.append(conversation_id, browse_answer(stored), secrets)
+            return stored
         if running is not None:
             running.touch()
             running.inbox.put_nowait(stored)

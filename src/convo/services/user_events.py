@@ -1,21 +1,27 @@
 """What clients may send: a message, an agent state change, and the user actions OpenHands
-accepts from its clients: ``run`` (the web client's terminal), ``read`` and ``edit``.
+accepts from its clients: ``run`` (the web client's terminal), ``read``, ``edit``, ``write``,
+``browse`` and ``browse_interactive``.
 
-The user actions are stored with ``source: "user"`` and carried out by the conversation's
-loop in its sandbox (``convo.agent.controller``), under the same confirmation mode as the
-agent's own; the agent is not asked to act on them. Anything else (``write``, ``browse``,
-``finish``, an agent-only kind, a forged ``source``) is refused before it is stored.
+``run``, ``read``, ``edit`` and ``write`` are stored with ``source: "user"`` and carried out
+by the conversation's loop in its sandbox (``convo.agent.controller``), under the same
+confirmation mode as the agent's own (``run``, ``edit`` and ``write`` wait for it); the
+agent is not asked to act on them. convo runs no browser: a ``browse`` is stored and
+answered at once with an error observation saying so, as OpenHands answers it where no
+browser is available (``browse_answer``). Anything else (``finish``, an agent-only kind, a
+forged ``source``) is refused before it is stored.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from convo.agent.file_write import WRITE
 from convo.domain.conversation import AgentState
 from convo.domain.events import (
     ActionType,
     Event,
     EventSource,
+    ObservationType,
     change_agent_state_action,
     message_action,
     now_iso,
@@ -24,7 +30,15 @@ from convo.errors import UnsupportedUserAction
 
 TITLE_LENGTH = 30
 USER_EDIT_COMMANDS = ("create", "str_replace", "insert", "undo_edit")
-USER_ACTIONS = (ActionType.RUN, ActionType.READ, ActionType.EDIT)
+USER_ACTIONS = (ActionType.RUN, ActionType.READ, ActionType.EDIT, WRITE)  # the loop runs them
+BROWSE, BROWSE_INTERACTIVE = "browse", "browse_interactive"
+BROWSE_ACTIONS = (BROWSE, BROWSE_INTERACTIVE)  # answered at once: no browser
+_CONFIRMED_FIRST = (ActionType.RUN, ActionType.EDIT, WRITE)  # wait in confirmation mode
+NO_BROWSER = (
+    "Browsing is not available: this convo server runs no browser. Fetch pages with a "
+    "command in the terminal instead (for example curl), where the sandbox may reach the "
+    "network."
+)
 
 
 def parse_user_event(data: dict[str, Any]) -> Event:
@@ -58,9 +72,13 @@ def parse_user_event(data: dict[str, Any]) -> Event:
         return _user_action(ActionType.READ, f"Reading file: {path}", {"path": path})
     if action == ActionType.EDIT:
         return _edit(args)
+    if action == WRITE:
+        return _write(args)
+    if action in BROWSE_ACTIONS:
+        return _browse(str(action), args)
     raise UnsupportedUserAction(
         f"Unsupported action {action!r}: clients may send 'message', 'change_agent_state', "
-        "'run', 'read' or 'edit'"
+        "'run', 'read', 'edit', 'write', 'browse' or 'browse_interactive'"
     )
 
 
@@ -82,7 +100,7 @@ def _text(args: dict[str, Any], name: str, *, required: bool = False) -> str | N
     return value
 
 
-def _user_action(kind: ActionType, message: str, args: dict[str, Any]) -> Event:
+def _user_action(kind: str, message: str, args: dict[str, Any]) -> Event:
     return Event(
         timestamp=now_iso(),
         source=EventSource.USER,
@@ -140,10 +158,66 @@ def _edit(args: dict[str, Any]) -> Event:
     )
 
 
+def _line(args: dict[str, Any], name: str, default: int) -> int:
+    value = args.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+        raise UnsupportedUserAction(f"'args.{name}' must be an integer line number")
+    return value
+
+
+def _write(args: dict[str, Any]) -> Event:
+    path = _text(args, "path", required=True)
+    content = args.get("content", "")
+    if not isinstance(content, str):
+        raise UnsupportedUserAction("'args.content' must be a string")
+    start, end = _line(args, "start", 0), _line(args, "end", -1)
+    if start < 0 or (end != -1 and end < start):
+        raise UnsupportedUserAction("'args.start' and 'args.end' must be a line range")
+    return _user_action(
+        WRITE,
+        f"Writing file: {path}",
+        {"path": path, "content": content, "start": start, "end": end, "security_risk": None},
+    )
+
+
+def _browse(action: str, args: dict[str, Any]) -> Event:
+    if action == BROWSE:
+        url = _text(args, "url", required=True) or ""
+        fields: dict[str, Any] = {"url": url, "return_axtree": False}
+        message = f"Browsing URL: {url}"
+    else:
+        steps = _text(args, "browser_actions", required=True) or ""
+        fields = {"browser_actions": steps, "browsergym_send_msg_to_user": "",
+                  "return_axtree": False}  # fmt: skip
+        message = f"Interactive browsing: {steps}"
+    return Event(
+        timestamp=now_iso(),
+        source=EventSource.USER,
+        message=message,
+        action=action,
+        args={**fields, "thought": "", "security_risk": None},
+    )
+
+
+def browse_answer(action: Event) -> Event:
+    """The error observation answering a stored ``browse``: there is no browser."""
+    return Event(
+        timestamp=now_iso(),
+        source=EventSource.AGENT,
+        message=NO_BROWSER,
+        cause=action.id if action.id >= 0 else None,
+        observation=ObservationType.ERROR,
+        content=NO_BROWSER,
+        extras={"error_id": ""},
+    )
+
+
 def under_confirmation(event: Event, confirmation_mode: bool) -> Event:
-    """A user's ``run`` or ``edit`` waits for confirmation in confirmation mode, as the
-    agent's do (``convo.agent.confirmation``)."""
-    if not confirmation_mode or event.action not in (ActionType.RUN, ActionType.EDIT):
+    """A user's ``run``, ``edit`` or ``write`` waits for confirmation in confirmation mode,
+    as the agent's do (``convo.agent.confirmation``)."""
+    if not confirmation_mode or event.action not in _CONFIRMED_FIRST:
         return event
     args = dict(event.args or {}) | {"confirmation_state": "awaiting_confirmation"}
     return event.model_copy(update={"args": args})
