@@ -21,7 +21,12 @@ from tests.faults.proxy import FaultProxy
 
 # quick to notice a broken connection, so that the tests are quick too
 FAST = RedisOptions(
-    socket_timeout=1.0, connect_timeout=1.0, ping_interval=0.2, silent_after=0.8, ready_timeout=2
+    socket_timeout=1.0,
+    connect_timeout=1.0,
+    ping_interval=0.2,
+    silent_after=0.8,
+    ready_timeout=2,
+    count_interval=0.1,
 )
 
 

@@ -237,3 +237,31 @@ async def test_a_stream_resumes_without_gap_or_duplicate_across_a_redis_restart(
         ids, feeds = await asyncio.wait_for(follower, 20)
         assert ids == list(range(200))
         assert feeds >= 2
+
+
+async def _count_becomes(node: Any, expected: int) -> None:
+    async with asyncio.timeout(5):
+        while node.bus.subscriber_count(CID) != expected:
+            await asyncio.sleep(0.02)
+
+
+async def test_the_publishing_server_counts_listeners_on_other_servers(
+    redis_server: RedisServer, nodes: NodeFactory
+) -> None:
+    """So that it never closes a conversation as unwatched while a client elsewhere
+    follows it."""
+    a, b, c = (nodes(redis_server.url, name) for name in "abc")
+    await a.bus.publish(CID, {"id": 0})  # a runs the conversation
+    assert a.bus.subscriber_count(CID) == 0
+    on_b = [b.bus.subscribe(CID), b.bus.subscribe(CID)]
+    on_c = c.bus.subscribe(CID)
+    for subscription in [*on_b, on_c]:
+        await subscription.ready()
+    await _count_becomes(a, 2)  # two servers listen (b's two listeners share a connection)
+    here = a.bus.subscribe(CID)
+    await here.ready()
+    await _count_becomes(a, 3)
+    assert b.bus.subscriber_count(CID) == 2  # b does not publish: its own listeners only
+    for subscription in [*on_b, on_c, here]:
+        subscription.close()
+    await _count_becomes(a, 0)

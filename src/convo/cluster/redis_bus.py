@@ -37,6 +37,7 @@ from redis.asyncio.connection import ConnectionPool
 
 from convo.cluster.base import Payload
 from convo.cluster.local import LocalSubscription
+from convo.cluster.redis_counts import RemoteListeners
 from convo.cluster.redis_keys import EVENTS_CHANNEL, events_channel
 from convo.cluster.redis_listener import REDIS_FAILURES, RedisListener
 
@@ -83,6 +84,7 @@ class RedisEventBus:
         ready_timeout: float = 5.0,
         ping_interval: float = 1.0,
         silent_after: float = 3.0,
+        count_interval: float = 2.0,
     ) -> None:
         self._client = client
         self._ready_timeout = ready_timeout
@@ -97,14 +99,21 @@ class RedisEventBus:
             silent_after=silent_after,
         )
         self._publisher = _Publisher(client, max_pending)
+        self._remote = RemoteListeners(
+            client,
+            lambda conversation_id: self._listener.is_live(events_channel(conversation_id)),
+            count_interval,
+        )
 
     def start(self) -> None:
         self._listener.start()
         self._publisher.start()
+        self._remote.start()
 
     # --- EventBus -----------------------------------------------------------------------
     async def publish(self, conversation_id: str, payload: Payload) -> None:
         self._publisher.put(conversation_id, payload)
+        self._remote.published(conversation_id)
 
     def subscribe(self, conversation_id: str, *, max_queue: int = 1000) -> RedisSubscription:
         subscription = RedisSubscription(self, conversation_id, max_queue, self._ready_timeout)
@@ -127,8 +136,10 @@ class RedisEventBus:
             self._listener.drop(events_channel(conversation_id))
 
     def subscriber_count(self, conversation_id: str) -> int:
-        """This server's listeners of the conversation."""
-        return len(self._subscribers.get(conversation_id, ()))
+        """This server's listeners of the conversation, plus one for each other server with
+        listeners of it, when this server publishes its events (counted every few seconds)."""
+        here = len(self._subscribers.get(conversation_id, ()))
+        return here + self._remote.elsewhere(conversation_id)
 
     async def aclose(self) -> None:
         for subscribers in list(self._subscribers.values()):
@@ -136,6 +147,7 @@ class RedisEventBus:
                 subscription.close()
         await self._listener.aclose()
         await self._publisher.aclose()
+        await self._remote.aclose()
 
     # --- from the listener --------------------------------------------------------------
     def _deliver(self, channel: str, data: bytes) -> None:

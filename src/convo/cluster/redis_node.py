@@ -37,6 +37,7 @@ class RedisOptions:
     silent_after: float = 3.0  # ... and a connection silent for this long is broken
     ready_timeout: float = 5.0  # a live stream waits this long for Redis before resuming
     max_pending: int = 10_000  # live payloads waiting to be published
+    count_interval: float = 2.0  # other servers' listeners are counted this often
 
 
 class RedisNode:
@@ -65,6 +66,7 @@ class RedisNode:
             ready_timeout=options.ready_timeout,
             ping_interval=options.ping_interval,
             silent_after=options.silent_after,
+            count_interval=options.count_interval,
         )
         self.channel = RedisNodeChannel(
             self.client,
