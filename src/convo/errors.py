@@ -21,12 +21,13 @@
     ├── ClusterError                 cluster adapters (Redis)
     │   ├── NodeUnreachable          no node answered a request in time
     │   └── NodeRequestFailed        the node that answered failed to handle the request
-    └── LLMError                     llm adapters
-        ├── LLMAuthenticationError
-        ├── LLMConnectionError
-        ├── LLMRateLimitError
-        ├── LLMBadRequestError
-        └── LLMNotConfigured
+    ├── LLMError                     llm adapters
+    │   ├── LLMAuthenticationError
+    │   ├── LLMConnectionError
+    │   ├── LLMRateLimitError
+    │   ├── LLMBadRequestError
+    │   └── LLMNotConfigured
+    └── ToolServerError              an MCP server (agent.mcp_client, over the mcp SDK)
 
 The agent loop raises none of its own: its failures (caps, stuck patterns, tool errors)
 become error events, and the conversation stays usable.
@@ -181,3 +182,8 @@ class LLMBadRequestError(LLMError):
 
 class LLMNotConfigured(LLMError):
     """No model is configured for this user or server."""
+
+
+class ToolServerError(ConvoError):
+    """An MCP server could not be started or reached, or failed a call; the message names
+    the server and quotes no secret."""

@@ -12,6 +12,7 @@ import pytest
 
 from convo.agent.controller import Agent, AgentConfig
 from convo.agent.executor import Editor
+from convo.agent.mcp_tools import McpTools
 from convo.domain.conversation import AgentState
 from convo.domain.events import (
     Event,
@@ -32,6 +33,7 @@ class Harness:
     config: AgentConfig = field(default_factory=AgentConfig)
     history: Sequence[Event] = ()
     editor: Editor | None = None
+    mcp: McpTools | None = None
     events: list[Event] = field(default_factory=list)
     inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -45,6 +47,7 @@ class Harness:
             config=self.config,
             history=self.history,
             editor=self.editor,
+            mcp=self.mcp,
         )
 
     async def store(self, event: Event) -> Event:

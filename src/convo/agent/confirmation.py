@@ -1,8 +1,9 @@
-"""Confirmation mode: shell commands and file edits wait for the user's decision.
+"""Confirmation mode: shell commands, file edits and MCP tool calls wait for the user.
 
-With ``AgentConfig.confirmation_mode`` on, a ``run`` or ``edit`` action is stored with
-``args.confirmation_state = "awaiting_confirmation"`` and not executed; the agent goes to
-``awaiting_user_confirmation`` (other tool calls of the same LLM response wait behind it).
+With ``AgentConfig.confirmation_mode`` on, a ``run``, ``edit`` or ``call_tool_mcp`` action is
+stored with ``args.confirmation_state = "awaiting_confirmation"`` and not executed; the agent
+goes to ``awaiting_user_confirmation`` (other tool calls of the same LLM response wait behind
+it).
 The user answers with a ``change_agent_state`` action (``POST /events`` or the socket):
 
 - ``user_confirmed``: the action is stored again with ``confirmation_state: "confirmed"``
@@ -26,7 +27,7 @@ from convo.domain.events import ActionType, Event, EventSource, ObservationType,
 AWAITING = "awaiting_confirmation"
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
-_GUARDED_ACTIONS = {ActionType.RUN, ActionType.EDIT}
+_GUARDED_ACTIONS = {ActionType.RUN, ActionType.EDIT, ActionType.MCP}
 
 
 def needs_confirmation(action: Event, confirmation_mode: bool) -> bool:

@@ -35,6 +35,7 @@ from convo.agent.failures import (
     llm_error_message,
 )
 from convo.agent.file_write import WRITE
+from convo.agent.mcp_tools import McpTools
 from convo.agent.metrics import LLMMetrics
 from convo.agent.microagents import recall
 from convo.agent.prompts import build_system_prompt
@@ -100,6 +101,7 @@ class Agent:
         editor: Editor | None = None,
         journal: JournalView | None = None,
         on_resumed_action: EventSink | None = None,
+        mcp: McpTools | None = None,
     ) -> None:
         self._llm = llm
         self._sandbox = sandbox
@@ -107,8 +109,12 @@ class Agent:
         self.config = config
         self._history: list[Event] = list(history)
         self._state = AgentState.LOADING
+        self._mcp = mcp  # the user's MCP servers' tools, listed at the loop's start
         self._executor = ActionExecutor(
-            sandbox, editor=editor, command_timeout_seconds=config.command_timeout_seconds
+            sandbox,
+            editor=editor,
+            command_timeout_seconds=config.command_timeout_seconds,
+            mcp=mcp,
         )
         self._metrics = LLMMetrics.from_history(self._history, config.max_budget_per_task)
         self._iterations = iterations_since_user(self._history)
@@ -311,15 +317,20 @@ class Agent:
         self._metrics.add(response)
         await self._emit(action.model_copy(update={"llm_metrics": self._metrics.to_wire()}))
 
+    def _tool_specs(self) -> list[dict[str, Any]]:
+        """The built-in tools, then the MCP servers' tools."""
+        return tool_specs() + (self._mcp.specs() if self._mcp is not None else [])
+
     async def _complete(self) -> LLMResponse:
         """One LLM call; a request refused as too long is condensed and tried once more."""
         try:
-            return await self._llm.complete(await self._messages(), tool_specs())
+            return await self._llm.complete(await self._messages(), self._tool_specs())
         except LLMBadRequestError as exc:
             if not is_context_overflow(exc):
                 raise
             logger.info("The LLM refused the context as too long; condensing")
-            return await self._llm.complete(await self._messages(condense=True), tool_specs())
+            messages = await self._messages(condense=True)
+            return await self._llm.complete(messages, self._tool_specs())
 
     async def _step(self) -> None:
         pattern = detect_stuck(self._history)
@@ -372,7 +383,11 @@ class Agent:
         """Emit and run one tool call's action; True when the agent finished."""
         try:
             action = action_from_tool_call(
-                call, response, thought=thought, default_timeout=self.config.command_timeout_seconds
+                call,
+                response,
+                thought=thought,
+                default_timeout=self.config.command_timeout_seconds,
+                mcp_tools=self._mcp.names if self._mcp is not None else frozenset(),
             )
         except InvalidToolCall as exc:
             await self._emit(

@@ -11,8 +11,9 @@ from typing import Any, Protocol
 from convo.agent.editor import FileEditor
 from convo.agent.failures import ERROR_TOOL_FAILED
 from convo.agent.file_write import WRITE, write_file
+from convo.agent.mcp_tools import McpTools
 from convo.domain.events import ActionType, Event, EventSource, ObservationType, now_iso
-from convo.errors import SandboxError
+from convo.errors import SandboxError, ToolServerError
 from convo.runtime.base import CommandResult, Sandbox
 
 
@@ -151,6 +152,13 @@ def write_observation(action: Event) -> Event:
     )
 
 
+def mcp_observation(action: Event, content: str) -> Event:
+    """OpenHands' MCPObservation: the result's text, with the tool's name and arguments."""
+    args = action.args or {}
+    extras = {"name": str(args.get("name", "")), "arguments": args.get("arguments") or {}}
+    return _observation(ObservationType.MCP, content, extras, action=action, message=content)
+
+
 def think_observation(action: Event) -> Event:
     return _observation(ObservationType.THINK, "Your thought has been logged.", {}, action=action)
 
@@ -184,9 +192,11 @@ class ActionExecutor:
         *,
         editor: Editor | None = None,
         command_timeout_seconds: float = 120.0,
+        mcp: McpTools | None = None,
     ) -> None:
         self.sandbox = sandbox
         self._editor = editor
+        self.mcp = mcp
         self.command_timeout_seconds = command_timeout_seconds
 
     @property
@@ -206,6 +216,8 @@ class ActionExecutor:
                 return await self._write(action)
             if action.action == ActionType.THINK:
                 return think_observation(action)
+            if action.action == ActionType.MCP:
+                return await self._mcp(action)
         except SandboxError as exc:
             return tool_error(f"The tool failed: {exc}", error_id=ERROR_TOOL_FAILED, action=action)
         return tool_error(
@@ -236,6 +248,20 @@ class ActionExecutor:
         if error is not None:
             return tool_error(error, error_id=ERROR_TOOL_FAILED, action=action)
         return write_observation(action)
+
+    async def _mcp(self, action: Event) -> Event:
+        args = action.args or {}
+        name = str(args.get("name", ""))
+        arguments = args.get("arguments")
+        try:
+            if self.mcp is None or name not in self.mcp.names:
+                raise ToolServerError(f"No MCP server offers a tool named {name!r} now")
+            content = await self.mcp.call(name, arguments if isinstance(arguments, dict) else {})
+        except ToolServerError as exc:
+            return tool_error(
+                f"MCP {name} failed: {exc}", error_id=ERROR_TOOL_FAILED, action=action
+            )
+        return mcp_observation(action, content)
 
     async def _edit(self, action: Event) -> Event:
         args = action.args or {}

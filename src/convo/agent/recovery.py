@@ -10,7 +10,13 @@ from convo.agent.history import since_last_user_message
 from convo.domain.conversation import AgentState
 from convo.domain.events import ActionType, Event, EventSource, ObservationType
 
-EXECUTABLE_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT, ActionType.THINK}
+EXECUTABLE_ACTIONS = {
+    ActionType.RUN,
+    ActionType.READ,
+    ActionType.EDIT,
+    ActionType.THINK,
+    ActionType.MCP,
+}
 # States in which the agent had handed the turn back to the user.
 _TURN_ENDING_STATES = {
     AgentState.AWAITING_USER_INPUT,

@@ -149,10 +149,11 @@ def tool_call_metadata(call: ToolCall, response: LLMResponse) -> dict[str, Any]:
 
 
 # --- arguments ----------------------------------------------------------------------------
-def parse_arguments(call: ToolCall) -> dict[str, Any]:
-    if call.name not in TOOL_NAMES:
+def parse_arguments(call: ToolCall, extra_tools: frozenset[str] = frozenset()) -> dict[str, Any]:
+    known = TOOL_NAMES | extra_tools
+    if call.name not in known:
         raise InvalidToolCall(
-            f"Unknown tool {call.name!r}. Available tools: {', '.join(sorted(TOOL_NAMES))}."
+            f"Unknown tool {call.name!r}. Available tools: {', '.join(sorted(known))}."
         )
     try:
         arguments = json.loads(call.arguments or "{}")
@@ -293,11 +294,36 @@ def _editor_action(
     return _action(ActionType.EDIT, f"Editing file ({command}): {path}", args, call, response)
 
 
-def action_from_tool_call(
-    call: ToolCall, response: LLMResponse, *, thought: str = "", default_timeout: float = 120.0
+def _mcp_action(
+    arguments: dict[str, Any], call: ToolCall, response: LLMResponse, thought: str
 ) -> Event:
-    """The (unstored) action event for one tool call; raises InvalidToolCall."""
-    arguments = parse_arguments(call)
+    """OpenHands' MCPAction: ``call_tool_mcp`` with the tool's name and arguments."""
+    message = (
+        f"I am interacting with the MCP server with name:\n```\n{call.name}\n```\n"
+        f"and arguments:\n```\n{arguments}\n```"
+    )
+    args = {
+        "name": call.name,
+        "arguments": arguments,
+        "thought": thought,
+        "security_risk": SECURITY_RISK_UNKNOWN,
+    }
+    return _action(ActionType.MCP, message, args, call, response)
+
+
+def action_from_tool_call(
+    call: ToolCall,
+    response: LLMResponse,
+    *,
+    thought: str = "",
+    default_timeout: float = 120.0,
+    mcp_tools: frozenset[str] = frozenset(),
+) -> Event:
+    """The (unstored) action event for one tool call; raises InvalidToolCall.
+    ``mcp_tools``: the names of the loop's MCP tools (``agent.mcp_tools``)."""
+    arguments = parse_arguments(call, mcp_tools)
+    if call.name in mcp_tools:
+        return _mcp_action(arguments, call, response, thought)
     if call.name == EXECUTE_BASH:
         return _run_action(arguments, call, response, thought, default_timeout)
     if call.name == STR_REPLACE_EDITOR:

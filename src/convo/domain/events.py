@@ -45,6 +45,7 @@ class ActionType(StrEnum):
     CHANGE_AGENT_STATE = "change_agent_state"
     CONDENSATION = "condensation"
     RECALL = "recall"
+    MCP = "call_tool_mcp"
 
 
 class ObservationType(StrEnum):
@@ -57,6 +58,7 @@ class ObservationType(StrEnum):
     USER_REJECTED = "user_rejected"
     NULL = "null"
     RECALL = "recall"
+    MCP = "mcp"
 
 
 def now_iso() -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convo.agent.controller import Agent, AgentConfig
+from convo.agent.mcp_tools import McpToolbox
 from convo.agent.recovery import EXECUTABLE_ACTIONS
 from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
 from convo.domain.events import (
@@ -65,6 +66,7 @@ class RunningConversation:
     task: asyncio.Task[None] | None = None
     sandbox: Sandbox | None = None
     agent: Agent | None = None
+    mcp: McpToolbox | None = None  # the user's MCP servers, while the loop runs
     last_active: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.monotonic)
     ending: bool = False  # the task is in its cleanup: a further cancel would cut it short
@@ -215,6 +217,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         instructions = await prepare_workspace(
             conversation.metadata, sandbox, emit, conversation.config
         )
+        conversation.mcp = await _connect_mcp(conversation, sandbox, emit, deps, secrets)
         llm = live_llm(conversation, deps, secrets)
         history = await deps.event_log.history(conversation.conversation_id)
         conversation.agent = Agent(
@@ -233,6 +236,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
             history=history,
             journal=await deps.journal.view(conversation_id),
             on_resumed_action=resumed_action,
+            mcp=conversation.mcp,
         )
         conversation.status = ConversationStatus.RUNNING
         await deps.event_log.publish_status(
@@ -249,10 +253,17 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         await _failed(conversation, deps, emit, exc, secrets)
     finally:
         conversation.ending = True
-        if conversation.sandbox is not None:
-            await asyncio.shield(conversation.sandbox.close())
-            deps.processes.unregister(conversation.conversation_id)
+        await asyncio.shield(_close_tools(conversation, deps))
         await asyncio.shield(deps.on_exit(conversation, failure))
+
+
+async def _close_tools(conversation: RunningConversation, deps: LoopDeps) -> None:
+    """The MCP servers' connections, then the sandbox (which kills what it started)."""
+    if conversation.mcp is not None:
+        await conversation.mcp.close()
+    if conversation.sandbox is not None:
+        await conversation.sandbox.close()
+        deps.processes.unregister(conversation.conversation_id)
 
 
 SECRET_WITHHELD = "STATUS$SECRET_WITHHELD"
@@ -271,6 +282,36 @@ async def _warn_withheld_secrets(
         await emit(
             error_observation(text, error_id=SECRET_WITHHELD, source=EventSource.ENVIRONMENT)
         )
+
+
+MCP_ERROR = "STATUS$ERROR_MCP"
+
+
+async def _connect_mcp(
+    conversation: RunningConversation,
+    sandbox: Sandbox,
+    emit: Callable[[Event], Awaitable[Event]],
+    deps: LoopDeps,
+    secrets: list[str],
+) -> McpToolbox | None:
+    """The user's MCP servers, started and listed; a problem with one is a one-line error
+    event for the user (the loop starts without that server's tools)."""
+    config = conversation.config
+    notices = [f"MCP servers not used: {config.mcp_error}"] if config.mcp_error else []
+    toolbox = None
+    if config.mcp is not None:
+        toolbox = await McpToolbox.connect(
+            config.mcp,
+            sandbox,
+            conversation_id=conversation.conversation_id,
+            max_output_chars=deps.max_output_chars,
+        )
+        notices += toolbox.notices
+    for text in notices:
+        shown = mask_text(text, secrets)  # a server's error output may quote its key
+        logger.warning("conversation %s: %s", conversation.conversation_id, shown)
+        await emit(error_observation(shown, error_id=MCP_ERROR, source=EventSource.ENVIRONMENT))
+    return toolbox
 
 
 async def _until_sandbox_fails(
