@@ -6,7 +6,8 @@
     │   ├── ConversationNotFound
     │   ├── InvalidConversationId
     │   ├── UnsupportedUserAction
-    │   └── ServerShuttingDown
+    │   ├── ServerShuttingDown
+    │   └── TooManyConversations     the user's limit could not be made room under
     ├── StorageError                 storage adapters
     │   ├── RecordNotFound
     │   ├── StorageUnavailable       the database cannot be reached or timed out (retry)
@@ -80,6 +81,16 @@ class ServerShuttingDown(ConversationError):
     def __init__(self) -> None:
         super().__init__(
             "The server is shutting down and accepts no new starts; retry once it is back"
+        )
+
+
+class TooManyConversations(ConversationError):
+    """The user runs as many conversations as allowed, and stopping the oldest of them did
+    not make room (other starts took it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Too many conversations are running (limit {limit}); stop one and try again"
         )
 
 

@@ -40,13 +40,15 @@ class FlakyEvents:
         self.commit_then_fail = False
         self.failures = 0
 
-    async def append(self, conversation_id: str, event: Event) -> Event:
+    async def append(
+        self, conversation_id: str, event: Event, *, token: int | None = None
+    ) -> Event:
         if self.down:
             self.failures += 1
             if self.commit_then_fail:
-                await self._inner.append(conversation_id, event)
+                await self._inner.append(conversation_id, event, token=token)
             raise StorageUnavailable("Appending an event failed: connection refused")
-        return await self._inner.append(conversation_id, event)
+        return await self._inner.append(conversation_id, event, token=token)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)

@@ -20,12 +20,14 @@ class HeldEvents:
         self.inside = 0
         self.most_inside = 0
 
-    async def append(self, conversation_id: str, event: Event) -> Event:
+    async def append(
+        self, conversation_id: str, event: Event, *, token: int | None = None
+    ) -> Event:
         self.inside += 1
         self.most_inside = max(self.most_inside, self.inside)
         try:
             await self.gate.wait()
-            return await self._inner.append(conversation_id, event)
+            return await self._inner.append(conversation_id, event, token=token)
         finally:
             self.inside -= 1
 

@@ -157,12 +157,12 @@ async def test_orphaned_lists_wanted_conversations_without_a_live_lease(
     a, b, _ = nodes
     wanted, unwanted = await create(a, "c1"), await create(a, "c2")
     await a.conversations.update_fields(wanted, desired_running=True)
-    assert await b.leases.orphaned() == [wanted]
+    assert [m.conversation_id for m in await b.leases.orphaned()] == [wanted]
     assert (await a.leases.acquire(wanted, "node-a", SHORT)).lease is not None
     assert await b.leases.orphaned() == []
     await asyncio.sleep(SHORT + 0.2)
-    assert await b.leases.orphaned() == [wanted]
-    assert unwanted not in await b.leases.orphaned()
+    assert [m.conversation_id for m in await b.leases.orphaned()] == [wanted]
+    assert unwanted not in [m.conversation_id for m in await b.leases.orphaned()]
 
 
 async def test_the_user_limit_holds_across_nodes_racing(nodes: list[Storage]) -> None:

@@ -65,8 +65,8 @@ class _YieldingEvents:
         self._events = storage.events
         self.stored_at_reads: list[int] = []
 
-    async def append(self, conversation_id: str, event: Any) -> Any:
-        return await self._events.append(conversation_id, event)
+    async def append(self, conversation_id: str, event: Any, *, token: int | None = None) -> Any:
+        return await self._events.append(conversation_id, event, token=token)
 
     async def list(self, conversation_id: str, **kwargs: Any) -> Any:
         await asyncio.sleep(0)

@@ -157,14 +157,16 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
         data_dir = settings.resolved_data_dir()
         prepare_data_dir(data_dir)
         await open_on_full_disk(data_dir, settings.disk_reserve_mb)  # before anything writes
-        # One server per data dir and per database: a second one is refused before it can
-        # touch the first one's processes (orphan clean-up) or resume its conversations.
+        # One server per data dir, and without Redis per database: a second one is refused
+        # before it can touch the first one's processes (orphan clean-up) or resume its
+        # conversations. Cluster nodes share the database (under leases), with no single
+        # server.
         holder = describe_this_process()
         data_dir_lock = HostLock(data_dir / "server.lock", f"the data dir {data_dir}")
         data_dir_lock.claim(holder)
         storage = chosen.storage or _default_storage(settings)
         try:
-            await storage.claim_single_server(holder)
+            await storage.claim_single_server(holder, shared=settings.cluster_mode)
             await storage.migrate()
         except BaseException:
             await storage.aclose()
@@ -187,6 +189,8 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
             bus=bus,
             sandbox_factory=sandbox_factory,
             llm_factory=chosen.llm_factory or llm_clients,
+            node_id=app.state.node_id,
+            channel=transport.channel,
         )
         app.state.storage = storage
         app.state.bus = bus

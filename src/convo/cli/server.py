@@ -78,7 +78,7 @@ async def _check_database(settings: Settings, holder: str) -> None:
 
     storage = open_configured_storage(settings)
     try:
-        await storage.claim_single_server(holder)
+        await storage.claim_single_server(holder, shared=settings.cluster_mode)
         await storage.migrate()
     except AnotherServerRunning:
         raise

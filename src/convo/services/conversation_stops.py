@@ -155,23 +155,26 @@ class StoppableConversations(ConversationRecords):
         if excess <= 0:
             return
         others = sorted((c for c in mine if c is not started), key=lambda c: c.last_active)
-        message = (
-            "This conversation was stopped because too many conversations were running "
-            f"(limit {limit}). Start it again to resume."
-        )
         for victim in others[:excess]:
-            if victim.conversation_id in self._stopping:
-                continue  # another start's eviction took it meanwhile
-            logger.info("evicting %s: over the limit", victim.conversation_id)
-            await self._log.append(
-                victim.conversation_id,
-                error_observation(message, error_id=TOO_MANY, source=EventSource.ENVIRONMENT),
-            )
-            await self._log.publish_status(
-                victim.conversation_id, status_update("error", TOO_MANY, message)
-            )
-            await self._stop(
-                victim.conversation_id,
-                record_stop=True,
-                wait_seconds=self._settings.stop_timeout_seconds,
-            )
+            await self._evict(victim.conversation_id)
+
+    def _too_many_message(self) -> str:
+        return (
+            "This conversation was stopped because too many conversations were running "
+            f"(limit {self._settings.max_concurrent_conversations}). Start it again to resume."
+        )
+
+    async def _evict(self, conversation_id: str) -> None:
+        """Stop this process's loop of it as over the limit, with an event saying why."""
+        if conversation_id in self._stopping or conversation_id not in self._running:
+            return  # another start's eviction took it meanwhile
+        logger.info("evicting %s: over the limit", conversation_id)
+        message = self._too_many_message()
+        await self._log.append(
+            conversation_id,
+            error_observation(message, error_id=TOO_MANY, source=EventSource.ENVIRONMENT),
+        )
+        await self._log.publish_status(conversation_id, status_update("error", TOO_MANY, message))
+        await self._stop(
+            conversation_id, record_stop=True, wait_seconds=self._settings.stop_timeout_seconds
+        )

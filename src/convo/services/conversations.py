@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-from typing import Any
 
 from convo.cluster.base import EventBus
+from convo.cluster.channel import NodeChannel
+from convo.cluster.node import new_node_id
 from convo.config import Settings
 from convo.domain.conversation import (
     AgentState,
@@ -33,52 +33,45 @@ from convo.domain.conversation import (
     ProviderType,
 )
 from convo.domain.events import (
-    ActionType,
     Event,
-    mask_text,
 )
 from convo.errors import (
     ConversationNotFound,
+    LeaseLost,
     LLMNotConfigured,
     RecordNotFound,
     ServerShuttingDown,
     StorageError,
-    UnsupportedUserAction,
+    TooManyConversations,
 )
 from convo.llm.base import LLMClient, LLMClientFactory, LLMConfig
 from convo.runtime.base import SandboxFactory
 from convo.runtime.quota import ensure_free_disk
-from convo.services.action_journal import ActionJournal
 from convo.services.conversation_records import (
     CreatedConversation,
-    check_id,
 )
 from convo.services.conversation_records import NewConversation as NewConversation  # re-export
-from convo.services.conversation_stops import StoppableConversations
+from convo.services.conversation_routing import RoutedConversations
 from convo.services.durable_writes import DurableWriter, RetryPolicy
 from convo.services.event_log import EventLog
 from convo.services.feedback import FeedbackLog
 from convo.services.idle_sandboxes import ReleasableSandboxes
 from convo.services.loop_storage import LoopStorage
 from convo.services.orphans import ProcessRegistry
+from convo.services.ownership import LeaseOwnership, Ownership, SoleOwnership
 from convo.services.running import LoopDeps, RunningConversation, run_conversation
 from convo.services.shutdown import stop_gracefully
 from convo.services.storage_health import DiskReserve
 from convo.services.supervisor import Supervisor
 from convo.services.user_config import ConversationConfig, resolve_llm
-from convo.services.user_events import (
-    BROWSE_ACTIONS,
-    USER_ACTIONS,
-    browse_answer,
-    parse_user_event,
-    under_confirmation,
-)
-from convo.storage.base import Storage
+from convo.storage.base import Acquisition, Storage
 
 logger = logging.getLogger(__name__)
 
+_MAX_EVICTION_ROUNDS = 3  # a start over the limit stops others this often, then gives up
 
-class ConversationManager(StoppableConversations):
+
+class ConversationManager(RoutedConversations):
     def __init__(
         self,
         *,
@@ -87,8 +80,18 @@ class ConversationManager(StoppableConversations):
         bus: EventBus,
         sandbox_factory: SandboxFactory,
         llm_factory: LLMClientFactory,
+        node_id: str | None = None,
+        channel: NodeChannel | None = None,
     ) -> None:
-        super().__init__(settings, storage, EventLog(storage.events, bus))
+        """``node_id``: how this process names itself to the others (cluster mode);
+        ``channel``: how requests reach the node that owns a conversation."""
+        node_id = node_id or new_node_id()
+        ownership: Ownership = (
+            LeaseOwnership(storage.leases, node_id, settings.lease_seconds)
+            if settings.cluster_mode
+            else SoleOwnership(node_id)
+        )
+        super().__init__(settings, storage, EventLog(storage.events, bus), ownership, channel)
         self._starts = 0  # starts between their closing check and their registration
         self._no_starts = asyncio.Event()
         self._no_starts.set()
@@ -104,7 +107,6 @@ class ConversationManager(StoppableConversations):
             DiskReserve(settings.resolved_data_dir(), settings.disk_reserve_mb * 2**20),
             RetryPolicy(settings.storage_retry_seconds, settings.storage_retry_max_delay_seconds),
         )
-        self.journal = ActionJournal(settings.resolved_data_dir() / "results")
         self.feedback = FeedbackLog(settings.resolved_data_dir() / "feedback")
         self._deps = LoopDeps(
             event_log=loop_log,
@@ -126,6 +128,9 @@ class ConversationManager(StoppableConversations):
         """Kill what a killed predecessor left, resume what should run, then supervise."""
         await self.writer.reserve.ensure()
         self.metadata_sync.start()
+        self.ownership.start(self.lease_lost)
+        if self._channel is not None:
+            self._channel.serve(self.handle_request)
         await self.supervisor.start()
         return self
 
@@ -162,11 +167,18 @@ class ConversationManager(StoppableConversations):
 
         await stop_gracefully(list(self._running.values()), stop, grace)
         await self.metadata_sync.aclose()
+        await self.ownership.aclose()  # their leases were released as their loops ended
 
     # --- queries -----------------------------------------------------------------------
     def status(self, conversation_id: str) -> ConversationStatus:
+        """Its loop's status here; RUNNING when another node runs it (as last looked up,
+        by ``get_metadata`` or ``search``)."""
         running = self._running.get(conversation_id)
-        return running.status if running is not None else ConversationStatus.STOPPED
+        if running is not None:
+            return running.status
+        if self.ownership.owned_elsewhere(conversation_id):
+            return ConversationStatus.RUNNING
+        return ConversationStatus.STOPPED
 
     def agent_state(self, conversation_id: str) -> AgentState | None:
         running = self._running.get(conversation_id)
@@ -246,10 +258,17 @@ class ConversationManager(StoppableConversations):
         this conversation's lock is held, and only until its loop is registered; loops over
         the user's limit are stopped afterwards, under their own locks. A start reads the
         user's settings before taking the lock; a resume reads them under it, after it has
-        read (under the lock) that the conversation should still run."""
+        read (under the lock) that the conversation should still run.
+
+        In cluster mode the loop starts only under a lease this node acquired: when another
+        node holds it, nothing starts (a start answers RUNNING, a resume None); when the
+        user runs as many conversations as allowed across the nodes, a start first stops
+        the least recently updated of them (wherever they run) and tries again."""
         providers_set = providers_set or None
+        resuming = metadata is None
         if config is None and metadata is not None:
             config = await self._config(metadata, providers_set)
+        evictions = 0
         while True:
             await self._stopped(conversation_id)
             async with self._locks.hold(conversation_id):
@@ -263,20 +282,46 @@ class ConversationManager(StoppableConversations):
                 self._begin_start()
                 try:
                     if metadata is None:  # read now: a user's stop may just have landed
-                        try:
-                            metadata = await self._storage.conversations.get(conversation_id)
-                        except RecordNotFound:
+                        metadata = await self._still_wanted(conversation_id)
+                        if metadata is None:
                             return None
-                        if not metadata.desired_running:
-                            return None
-                        logger.info("resuming conversation %s", conversation_id)
                         providers_set = metadata.providers_set or None  # the tokens it had
-                    running = await self._launch(metadata, providers_set, config)
+                    launched = await self._launch(metadata, providers_set, config)
                 finally:
                     self._end_start()
-            break
-        await self._evict_over_limit(running)
-        return running.status
+            if isinstance(launched, RunningConversation):
+                break
+            if launched.holder is not None or resuming or evictions >= _MAX_EVICTION_ROUNDS:
+                return await self._not_launched(conversation_id, launched, resuming)
+            evictions += 1
+            excess = len(launched.over_limit) - self._settings.max_concurrent_conversations + 1
+            for victim in launched.over_limit[: max(1, excess)]:
+                await self._evict_anywhere(victim)
+        if not self.ownership.clustered:  # the acquire counted them across the cluster
+            await self._evict_over_limit(launched)
+        return launched.status
+
+    async def _still_wanted(self, conversation_id: str) -> ConversationMetadata | None:
+        """Its metadata if it should still run (for a resume), else None."""
+        try:
+            metadata = await self._storage.conversations.get(conversation_id)
+        except RecordNotFound:
+            return None
+        if not metadata.desired_running:
+            return None
+        logger.info("resuming conversation %s", conversation_id)
+        return metadata
+
+    async def _not_launched(
+        self, conversation_id: str, acquisition: Acquisition, resuming: bool
+    ) -> ConversationStatus | None:
+        """What a start or resume answers when it could not acquire the lease."""
+        if acquisition.holder is not None:  # another node runs it
+            return None if resuming else ConversationStatus.RUNNING
+        if resuming:  # its user runs as many as allowed on other nodes
+            await self._refuse_over_limit(conversation_id)
+            return None
+        raise TooManyConversations(self._settings.max_concurrent_conversations)
 
     def _begin_start(self) -> None:
         self._starts += 1
@@ -297,17 +342,33 @@ class ConversationManager(StoppableConversations):
         metadata: ConversationMetadata,
         providers_set: list[ProviderType] | None,
         config: ConversationConfig | None,
-    ) -> RunningConversation:
-        """Create and register the loop's task (the conversation's lock is held)."""
+    ) -> RunningConversation | Acquisition:
+        """Acquire its lease, then create and register the loop's task (the conversation's
+        lock is held); what the acquire got instead when it failed."""
         conversation_id = metadata.conversation_id
-        if config is None:
-            config = await self._config(metadata, providers_set)
-        if not metadata.desired_running or metadata.providers_set != providers_set:
-            # stored before the loop exists: a crash from now on resumes it, with these tokens
-            await self._storage.conversations.update_fields(
-                conversation_id, desired_running=True, providers_set=providers_set
-            )
-        running = RunningConversation(metadata, config, replay=self.take_replay(conversation_id))
+        clustered = self.ownership.clustered
+        limit = self._settings.max_concurrent_conversations if clustered else None
+        acquired = await self.ownership.acquire(conversation_id, limit)
+        if acquired.lease is None:
+            return acquired
+        token = self.ownership.token(conversation_id)
+        try:
+            if config is None:
+                config = await self._config(metadata, providers_set)
+            if not metadata.desired_running or metadata.providers_set != providers_set:
+                # stored before the loop exists: a crash from now on resumes it, with these
+                # tokens
+                await self._storage.conversations.update_fields(
+                    conversation_id, token=token, desired_running=True, providers_set=providers_set
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.ownership.release(conversation_id)
+            raise
+        self.metadata_sync.own(conversation_id, token)
+        running = RunningConversation(
+            metadata, config, replay=self.take_replay(conversation_id), token=token
+        )
         self._running[conversation_id] = running
         running.task = asyncio.create_task(
             run_conversation(running, self._deps), name=f"conversation:{conversation_id}"
@@ -315,53 +376,6 @@ class ConversationManager(StoppableConversations):
         # also when cancelled before its first step, when its body's cleanup never runs
         running.task.add_done_callback(lambda _task: self._discard(running))
         return running
-
-    async def delete(self, conversation_id: str) -> bool:
-        check_id(conversation_id)
-        with contextlib.suppress(RecordNotFound):  # nothing may resume it while it goes
-            await self._storage.conversations.update_fields(conversation_id, desired_running=False)
-        await self._stop(
-            conversation_id, record_stop=False, wait_seconds=self._settings.stop_timeout_seconds
-        )
-        deleted = await self._storage.conversations.delete(conversation_id)
-        workspace = self.workspace_path(conversation_id)
-        await asyncio.to_thread(shutil.rmtree, workspace, True)
-        self.journal.forget(conversation_id)
-        self.take_replay(conversation_id)
-        return deleted
-
-    async def send_user_event(self, conversation_id: str, data: dict[str, Any]) -> Event:
-        """A user event from a client: stored, then handed to the loop (started if needed)."""
-        metadata = await self.get_metadata(conversation_id)
-        event = parse_user_event(data)
-        running = self._running.get(conversation_id)
-        if event.action in USER_ACTIONS:  # carried out by the loop: it must be there
-            if running is None:
-                raise UnsupportedUserAction(
-                    f"The conversation is not running: start it before sending {event.action!r}"
-                )
-            event = under_confirmation(event, running.config.confirmation_mode)
-        secrets = (
-            running.config.secret_values()
-            if running is not None
-            else await self._stored_secret_values(metadata.user_id)
-        )
-        if event.action == ActionType.MESSAGE:
-            await self._maybe_set_title(
-                conversation_id, mask_text(event.message, secrets), metadata
-            )
-        await self._stopped(conversation_id)  # the message then comes after the STOPPED event
-        running = self._running.get(conversation_id)
-        stored = await self._log.append(conversation_id, event, secrets)
-        if event.action in BROWSE_ACTIONS:  # no browser here: answered at once, loop or not
-            await self._log.append(conversation_id, browse_answer(stored), secrets)
-            return stored
-        if running is not None:
-            running.touch()
-            running.inbox.put_nowait(stored)
-        elif event.action == ActionType.MESSAGE:
-            await self.start(conversation_id, metadata.user_id)
-        return stored
 
     async def llm_client(self, user_id: str | None) -> LLMClient:
         """A client for the user's model, for a call outside any loop (remember-prompt)."""
@@ -386,8 +400,14 @@ class ConversationManager(StoppableConversations):
         """Runs as the loop's task ends, however it ends: the status is STOPPED at once.
 
         A loop that failed is not resumed, unless storage failed it: that one should run
-        again once storage is back (the stored state could not be written anyway)."""
+        again once storage is back (the stored state could not be written anyway). A loop
+        whose lease another node took writes nothing; any other frees its lease."""
         self._discard(running)
+        conversation_id = running.conversation_id
+        if running.lease_lost or isinstance(failure, LeaseLost):
+            self.ownership.forget(conversation_id)
+            self.metadata_sync.forget(conversation_id)
+            return
         failed = failure is not None and not isinstance(failure, StorageError)
         fields: dict[str, object] = {"desired_running": False} if failed else {}
         try:
@@ -395,5 +415,9 @@ class ConversationManager(StoppableConversations):
         except StorageError as exc:
             self.health.failed(exc)
         except Exception:
-            logger.exception("could not record the end of %s", running.conversation_id)
-        self.metadata_sync.forget(running.conversation_id)
+            logger.exception("could not record the end of %s", conversation_id)
+        self.metadata_sync.forget(conversation_id)
+        try:
+            await self.ownership.release(conversation_id)
+        except StorageError as exc:  # it expires by itself
+            logger.warning("could not release the lease of %s: %s", conversation_id, exc)

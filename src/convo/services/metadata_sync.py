@@ -20,7 +20,13 @@ from typing import Any
 
 from convo.domain.conversation import utcnow
 from convo.domain.events import ActionType, Event, ObservationType
-from convo.errors import RecordNotFound, StorageError, StorageFull, StorageUnavailable
+from convo.errors import (
+    LeaseLost,
+    RecordNotFound,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
 from convo.storage.base import ConversationStore
 
 logger = logging.getLogger(__name__)
@@ -58,9 +64,15 @@ class MetadataSync:
         self._pending: dict[str, dict[str, Any]] = {}
         self._last_write: dict[str, float] = {}
         self._due: set[str] = set()  # to be written as soon as the writer gets to it
+        self._tokens: dict[str, int] = {}  # conversation id -> its loop's lease token
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.writes = 0  # for tests and benchmarks
+
+    def own(self, conversation_id: str, token: int | None) -> None:
+        """Write its fields under this lease token (cluster mode): refused once stale."""
+        if token is not None:
+            self._tokens[conversation_id] = token
 
     def pending(self, conversation_id: str) -> dict[str, Any]:
         return dict(self._pending.get(conversation_id, {}))
@@ -115,7 +127,11 @@ class MetadataSync:
         self.writes += 1
         try:
             with contextlib.suppress(RecordNotFound):  # deleted meanwhile
-                await self._store.update_fields(conversation_id, **fields)
+                await self._store.update_fields(
+                    conversation_id, token=self._tokens.get(conversation_id), **fields
+                )
+        except LeaseLost:  # another node runs it now and writes its own figures
+            self.forget(conversation_id)
         except BaseException:
             # kept for the next write, under anything newer noted meanwhile
             self._pending[conversation_id] = {**pending, **self._pending.get(conversation_id, {})}
@@ -132,5 +148,6 @@ class MetadataSync:
 
     def forget(self, conversation_id: str) -> None:
         self._pending.pop(conversation_id, None)
+        self._tokens.pop(conversation_id, None)
         self._last_write.pop(conversation_id, None)
         self._due.discard(conversation_id)

@@ -42,7 +42,7 @@ from convo.domain.events import (
     mask_secrets,
     mask_text,
 )
-from convo.errors import StorageError
+from convo.errors import LeaseLost, StorageError
 from convo.llm.base import LLMClientFactory, LLMConfig, LLMResponse
 from convo.llm.model_info import accepts_images
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
@@ -73,6 +73,8 @@ class RunningConversation:
     pending_action: int | None = None  # id of the stored action still waiting for its result
     draining: bool = False  # the server shuts down: start no new work
     replay: list[LLMResponse] = field(default_factory=list)  # services.replay, consumed
+    token: int | None = None  # its lease's fencing token (cluster mode); None: unfenced
+    lease_lost: bool = False  # another node took it over: end without writing anything
     _safe: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -177,7 +179,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
         result = _answers_pending(conversation, event)
         if result:  # kept before it is stored: a crash from now on does not lose it
             await deps.journal.record(conversation_id, mask_secrets(event, secrets))
-        stored = await deps.writer.append(conversation_id, event, secrets)
+        stored = await deps.writer.append(conversation_id, event, secrets, token=conversation.token)
         if result:
             deps.journal.stored(conversation_id, stored)
         conversation.note_stored(stored)
@@ -355,6 +357,10 @@ async def _failed(
     secrets: Iterable[str],
 ) -> None:
     conversation_id = conversation.conversation_id
+    if isinstance(exc, LeaseLost):  # another node runs it now: not one more write
+        conversation.lease_lost = True
+        logger.warning("conversation %s: %s; its loop ends here", conversation_id, exc)
+        return
     if isinstance(exc, StorageError):  # retried to the limit: resumed once storage is back
         deps.writer.defer_notice(conversation_id, exc)
         logger.warning("conversation %s paused, storage failing: %s", conversation_id, exc)

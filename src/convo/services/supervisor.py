@@ -20,8 +20,12 @@ It sees the manager only through ``Supervised``, the few things a supervisor nee
 should run, what runs, resume, stop, interrupt, recording why a conversation is not running,
 and the state of storage.
 
-It assumes it is the only server using its database: several servers sharing a PostgreSQL
-database would each resume the others' conversations.
+In cluster mode (several servers on one PostgreSQL database) what "should run and does not"
+means every node's view: the conversations that should run and whose lease no node holds
+live (their owner stopped, died or froze past ``lease_seconds``). Every node's supervisor
+looks for them every third of the lease time, and the one whose acquire wins resumes each,
+exactly as after a restart. Without Redis a second server on the same database is refused
+at start (``storage.server_claim``), so one supervisor sees everything.
 """
 
 from __future__ import annotations
@@ -132,9 +136,18 @@ class Supervisor:
                 await self._task
             self._task = None
 
+    @property
+    def interval(self) -> float:
+        """Seconds between rounds: in a cluster, often enough to take over within the
+        lease time."""
+        seconds = self._settings.reconcile_interval_seconds
+        if self._settings.cluster_mode:
+            return min(seconds, self._settings.lease_seconds / 3)
+        return seconds
+
     async def _forever(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.reconcile_interval_seconds)
+            await asyncio.sleep(self.interval)
             try:
                 await self.run_round()
             except StorageError as exc:  # logged once per outage

@@ -150,7 +150,7 @@ class LeaseStore(Protocol):
     async def live_owners(self, conversation_ids: list[str]) -> dict[str, str]:
         """Conversation id -> owner, for those of ``conversation_ids`` held live."""
 
-    async def orphaned(self) -> list[str]:
+    async def orphaned(self) -> list[ConversationMetadata]:
         """Conversations that should run (``desired_running``) and have no live lease,
         least recently updated first: what a takeover resumes."""
 
@@ -173,9 +173,10 @@ class Storage(Protocol):
     settings: SettingsStore
     leases: LeaseStore
 
-    async def claim_single_server(self, holder: str) -> None:
+    async def claim_single_server(self, holder: str, *, shared: bool = False) -> None:
         """Hold the backend for this server until ``aclose``, or raise AnotherServerRunning
-        naming the server that holds it (``holder`` is how this one names itself)."""
+        naming the server that holds it (``holder`` is how this one names itself).
+        ``shared``: a cluster node, which shares it with other nodes but no single server."""
 
     async def migrate(self) -> None:
         """Bring the schema up to date (idempotent)."""

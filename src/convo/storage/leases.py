@@ -27,7 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from convo.domain.conversation import ConversationMetadata
 from convo.errors import RecordNotFound
+from convo.storage import codec
 from convo.storage.base import Acquisition, Lease
 from convo.storage.schema import conversations
 from convo.storage.sql_common import WriteGate, completes_when_cancelled, reader, translate_errors
@@ -188,10 +190,10 @@ class SqlLeaseStore:
         return {row.conversation_id: row.lease_owner for row in rows}
 
     @completes_when_cancelled
-    async def orphaned(self) -> list[str]:
+    async def orphaned(self) -> list[ConversationMetadata]:
         now = _db_now(self._engine)
         stmt = (
-            select(_c.conversation_id)
+            select(conversations)
             .where(
                 _c.desired_running.is_(True),
                 or_(_c.lease_owner.is_(None), _c.lease_expires_at <= now),
@@ -200,4 +202,5 @@ class SqlLeaseStore:
         )
         with translate_errors("Listing conversations without a live lease"):
             async with self._reader.connect() as conn:
-                return list((await conn.execute(stmt)).scalars())
+                rows = (await conn.execute(stmt)).mappings().all()
+        return [codec.metadata_from_row(row) for row in rows]

@@ -269,7 +269,7 @@ class MemoryLeaseStore:
                 owners[conversation_id] = lease.owner
         return owners
 
-    async def orphaned(self) -> list[str]:
+    async def orphaned(self) -> list[ConversationMetadata]:
         rows = self._state.conversations
         wanted = [
             cid
@@ -277,7 +277,8 @@ class MemoryLeaseStore:
             if row["desired_running"]
             and not (cid in self._state.leases and self._state.leases[cid].live())
         ]
-        return sorted(wanted, key=lambda cid: (rows[cid]["last_updated_at"], cid))
+        wanted.sort(key=lambda cid: (rows[cid]["last_updated_at"], cid))
+        return [codec.metadata_from_row(copy.deepcopy(rows[cid])) for cid in wanted]
 
 
 class MemorySettingsStore:
@@ -309,7 +310,7 @@ class MemoryStorage:
         self.settings: SettingsStore = MemorySettingsStore(state)
         self.leases: LeaseStore = MemoryLeaseStore(state)
 
-    async def claim_single_server(self, holder: str) -> None:  # noqa: ARG002
+    async def claim_single_server(self, holder: str, *, shared: bool = False) -> None:  # noqa: ARG002
         return None  # nothing outlives this process, so nobody else can hold it
 
     async def migrate(self) -> None:

@@ -3,8 +3,10 @@
 SQLite: an ``flock`` on a file beside the database (released by the kernel when the holder
 exits, kill -9 included). PostgreSQL: a session-level advisory lock on a connection of its
 own (not one of the pool's), released when that connection closes, which PostgreSQL also does
-when the holder dies. The holder names itself (pid, host, start time) in the lock file or in
-its connection's ``application_name``, so a refused server can say which one is in the way.
+when the holder dies. Cluster nodes (``shared``) hold the same lock in shared mode: any number
+of them share a database, and neither a single server joins them nor they a single server.
+The holder names itself (pid, host, start time) in the lock file or in its connection's
+``application_name``, so a refused server can say which one is in the way.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ class _NoClaim:
         return None
 
 
-async def claim_database(engine: AsyncEngine, holder: str) -> DatabaseClaim:
-    """Claim ``engine``'s database for this server or raise :class:`AnotherServerRunning`."""
+async def claim_database(engine: AsyncEngine, holder: str, shared: bool = False) -> DatabaseClaim:
+    """Claim ``engine``'s database for this server (``shared``: for this cluster node) or raise
+    :class:`AnotherServerRunning`."""
     url = engine.url
     if url.get_backend_name() == "sqlite":
         database = url.database
@@ -64,10 +67,10 @@ async def claim_database(engine: AsyncEngine, holder: str) -> DatabaseClaim:
         lock = HostLock(Path(database + ".server-lock"), f"the SQLite database {database}")
         lock.claim(holder)
         return _FileClaim(lock)
-    return await _claim_postgresql(engine, holder)
+    return await _claim_postgresql(engine, holder, shared)
 
 
-async def _claim_postgresql(engine: AsyncEngine, holder: str) -> DatabaseClaim:
+async def _claim_postgresql(engine: AsyncEngine, holder: str, shared: bool) -> DatabaseClaim:
     own = create_async_engine(engine.url, poolclass=NullPool)
     conn = await own.connect()
     try:
@@ -75,15 +78,22 @@ async def _claim_postgresql(engine: AsyncEngine, holder: str) -> DatabaseClaim:
             text("SELECT set_config('application_name', :name, false)"),
             {"name": f"convo {holder}"[:63]},
         )
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         got = (
-            await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _SERVER_LOCK_KEY})
+            await conn.execute(text(f"SELECT {function}(:key)"), {"key": _SERVER_LOCK_KEY})
         ).scalar_one()
         if not got:
             other = await _holder(conn)
+            fix = (
+                "a single server (no CONVO_REDIS_URL) holds it: stop it before starting "
+                "cluster nodes on it"
+                if shared
+                else "stop it first, point this one at its own CONVO_DATABASE_URL, or set "
+                "CONVO_REDIS_URL to join the cluster using it"
+            )
             raise AnotherServerRunning(
                 f"Another convo server ({other}) is using the PostgreSQL database "
-                f"{url_without_password(engine)}; stop it first, or point this one at its own "
-                "CONVO_DATABASE_URL"
+                f"{url_without_password(engine)}; {fix}"
             )
         await conn.commit()  # the session-level lock outlives the transaction; nothing idles in one
     except BaseException:

@@ -402,11 +402,11 @@ class SqlStorage:
         if sealed:
             logger.info("sealed the secrets of %d stored record(s)", sealed)
 
-    async def claim_single_server(self, holder: str) -> None:
+    async def claim_single_server(self, holder: str, *, shared: bool = False) -> None:
         """Hold this database for this server until :meth:`aclose`; raises
         :class:`~convo.errors.AnotherServerRunning` when another server holds it."""
         with translate_errors("Claiming the database"):
-            self._claim = await claim_database(self.engine, holder)
+            self._claim = await claim_database(self.engine, holder, shared)
 
     async def aclose(self) -> None:
         try:
