@@ -1,6 +1,7 @@
 """The quota's measurement walks the workspace by descriptors: symlinks (also ones swapped in
 for a directory while it walks) never lead it outside, and a tree too deep to walk with a
-bounded number of descriptors counts as over the quota."""
+bounded number of descriptors counts as over the quota. The processes whose open files it
+counts are found from the shell's own tree, as a scan of every process finds them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from convo.errors import WorkspaceQuotaExceeded
-from convo.runtime.quota import disk_usage
+from convo.runtime.quota import _descendants, _descendants_from_stat, disk_usage
 
 MIB = 2**20
 
@@ -97,3 +98,34 @@ def test_empty_files_count_as_inodes(tmp_path: Path) -> None:
     for i in range(5000):
         (workspace / f"e{i}").touch()
     assert disk_usage(workspace) >= 5000 * 4096
+
+
+_TREE = """
+import subprocess, threading, time
+subprocess.Popen(["bash", "-c", "sleep 60 & (sleep 60 & wait) & wait"])
+threading.Thread(target=subprocess.run, args=(["sleep", "60"],), daemon=True).start()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_process_tree_is_found_without_scanning_every_process() -> None:
+    """Children of the root, of its children, and of a thread other than the main one."""
+    root = subprocess.Popen(
+        [sys.executable, "-c", _TREE], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert root.stdout is not None and root.stdout.readline() == b"ready\n"
+        proc = Path("/proc")
+        for _ in range(100):  # until bash has started its sleeps
+            found = sorted(_descendants(root.pid, proc))
+            if len(found) >= 6:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert len(found) == 6  # python, bash, sleep, the subshell and its sleep, sleep
+        assert found == sorted(_descendants_from_stat(root.pid, proc))
+    finally:
+        os.killpg(root.pid, 9)
+        root.wait()
+        if root.stdout is not None:
+            root.stdout.close()
