@@ -5,7 +5,8 @@
 
 With FIXTURE_PREFIX in its environment, its tools' names start with it. Its tools report
 what only the place it runs in shows (its working directory, pid, the processes it can see),
-add numbers, echo a variable of its environment, fail, or kill the server.
+add numbers, echo a variable of its environment or the request's Authorization header, fail,
+or kill the server.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp import Context, FastMCP
 
 PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 PREFIX = os.environ.get("FIXTURE_PREFIX", "")
@@ -41,6 +42,14 @@ def add(a: int, b: int) -> str:
 def token() -> str:
     """The value of FIXTURE_TOKEN in this server's environment."""
     return f"token={os.environ.get('FIXTURE_TOKEN', '')}"
+
+
+@tool
+def auth(ctx: Context) -> str:  # type: ignore[type-arg]
+    """The Authorization header of the request (over HTTP; empty over stdio)."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None) or {}
+    return f"authorization={headers.get('authorization', '')}"
 
 
 @tool

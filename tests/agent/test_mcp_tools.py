@@ -44,7 +44,8 @@ async def test_a_stdio_server_runs_inside_the_sandbox(box: BwrapSandbox) -> None
     config = MCPConfig.parse({"stdio_servers": [stdio_server(FIXTURE_TOKEN=SECRET)]})
     tools = await McpToolbox.connect(config, box, conversation_id="c1", timeout=30)
     try:
-        assert tools.names == {"where", "add", "token", "fail", "die"}
+        assert tools.names == {"where", "add", "auth", "token", "fail", "die"}
+        assert await tools.call("auth", {}) == "authorization="  # no HTTP request here
         assert tools.notices == [
             "MCP tool 'think' of stdio MCP server 'fixture' left out: its name is a built-in tool's"
         ]

@@ -29,6 +29,7 @@ async def test_the_agent_calls_mcp_tools(server_factory: ServeFactory, tmp_path:
     script = [
         tool_call("where", {}, content="Where does it run?"),
         tool_call("web_add", {"a": 2, "b": 3}),
+        tool_call("web_auth", {}),
         tool_call("token", {}),
         tool_call("die", {}),
         tool_call("add", {"a": 1, "b": 1}),
@@ -57,8 +58,8 @@ async def test_the_agent_calls_mcp_tools(server_factory: ServeFactory, tmp_path:
         saved = await server.client.post("/api/settings", json={"mcp_config": mcp_config})
         assert saved.status_code == 200
         view = (await server.client.get("/api/settings")).json()["mcp_config"]
-        assert view["stdio_servers"][0]["env"]["FIXTURE_TOKEN"] == TOKEN
-        assert view["shttp_servers"] == [{"url": url, "api_key": API_KEY, "timeout": 60}]
+        assert view["stdio_servers"][0]["env"]["FIXTURE_TOKEN"] == "<secret_hidden>"
+        assert view["shttp_servers"] == [{"url": url, "api_key": "<secret_hidden>", "timeout": 60}]
 
         created = await server.client.post(
             "/api/conversations", json={"initial_user_msg": "Use the MCP tools."}
@@ -83,20 +84,23 @@ async def test_the_agent_calls_mcp_tools(server_factory: ServeFactory, tmp_path:
     assert any("'think'" in e["content"] and "built-in" in e["content"] for e in notices)
 
     actions = [e for e in events if e.get("action") == "call_tool_mcp"]
-    assert [a["args"]["name"] for a in actions] == ["where", "web_add", "token", "die", "add"]
+    names = [a["args"]["name"] for a in actions]
+    assert names == ["where", "web_add", "web_auth", "token", "die", "add"]
     assert actions[1]["args"]["arguments"] == {"a": 2, "b": 3}
     assert actions[0]["args"]["thought"] == "Where does it run?"
     assert actions[1]["message"].startswith("I am interacting with the MCP server with name:")
     assert actions[1]["tool_call_metadata"]["function_name"] == "web_add"
 
     results = {e["cause"]: e for e in events if e.get("cause") in {a["id"] for a in actions}}
-    where, added, token, died, again = (results[a["id"]] for a in actions)
+    where, added, auth, token, died, again = (results[a["id"]] for a in actions)
     assert where["observation"] == "mcp"
     fields = dict(part.split("=") for part in where["content"].split())
     assert fields["cwd"] == "/workspace" and int(fields["pid"]) < 10  # inside the sandbox
     assert added["observation"] == "mcp" and added["content"] == "sum=5"
     assert added["extras"] == {"name": "web_add", "arguments": {"a": 2, "b": 3}}
-    # the stdio server's environment reached it, and is masked like every secret
+    # the API key reached the HTTP server and the stdio server's environment reached it;
+    # both are masked like every secret
+    assert auth["content"] == "authorization=Bearer <secret_hidden>"
     assert token["content"] == "token=<secret_hidden>"
     assert TOKEN not in json.dumps(events) and API_KEY not in json.dumps(events)
     assert died["observation"] == "error" and "MCP die failed" in died["content"]
@@ -109,5 +113,9 @@ async def test_the_agent_calls_mcp_tools(server_factory: ServeFactory, tmp_path:
     tool_results = [m for m in llm.requests[1]["messages"] if m["role"] == "tool"]
     assert tool_results[-1]["content"] == where["content"]
     last = [m for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
-    assert [m["content"] for m in last][1:3] == ["sum=5", "token=<secret_hidden>"]
-    assert last[3]["content"].startswith("ERROR: MCP die failed")
+    assert [m["content"] for m in last][1:4] == [
+        "sum=5",
+        "authorization=Bearer <secret_hidden>",
+        "token=<secret_hidden>",
+    ]
+    assert last[4]["content"].startswith("ERROR: MCP die failed")

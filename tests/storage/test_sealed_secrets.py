@@ -93,6 +93,39 @@ async def test_plain_rows_of_an_older_version_are_sealed_at_migrate(sql_url: str
         await storage.aclose()
 
 
+MCP_KEY, MCP_ENV = "sealed-mcp-key-77f0", "sealed-mcp-env-1e3b"
+MCP = {
+    "sse_servers": [],
+    "stdio_servers": [{"name": "fs", "command": "npx", "args": [], "env": {"T": MCP_ENV}}],
+    "shttp_servers": [{"url": "http://127.0.0.1:9/mcp", "api_key": MCP_KEY, "timeout": 60}],
+}
+
+
+async def test_mcp_servers_are_sealed_and_plain_ones_sealed_at_migrate(sql_url: str) -> None:
+    legacy = open_storage(sql_url)  # no sealer: as stored before MCP servers were sealed
+    await legacy.migrate()
+    await legacy.settings.save_settings(None, UserSettings(extra={"mcp_config": MCP}))
+    assert MCP_KEY in await _raw_rows(legacy)
+    await legacy.aclose()
+
+    storage = open_storage(sql_url, Sealer([new_key().encode()]))
+    try:
+        settings = await storage.settings.load_settings(None)  # a plain row still loads
+        assert settings is not None and settings.extra["mcp_config"] == MCP
+        await storage.migrate()
+        raw = await _raw_rows(storage)
+        assert MCP_KEY not in raw and MCP_ENV not in raw and "npx" not in raw
+        settings = await storage.settings.load_settings(None)
+        assert settings is not None and settings.extra["mcp_config"] == MCP
+        settings.extra["language"] = "fr"
+        await storage.settings.save_settings(None, settings)  # saved sealed again
+        assert MCP_KEY not in await _raw_rows(storage)
+        again = await storage.settings.load_settings(None)
+        assert again is not None and again.extra["mcp_config"] == MCP
+    finally:
+        await storage.aclose()
+
+
 def test_the_key_file_is_created_private_and_a_bad_key_is_refused(tmp_path: Path) -> None:
     first = load_sealer(tmp_path, None)
     key_file = tmp_path / "secrets.key"

@@ -3,8 +3,10 @@
 ``sse_servers`` and ``shttp_servers`` are reached by the server over HTTP (a bare URL string
 stands for ``{"url": ...}``, as in OpenHands); ``stdio_servers`` are programs started inside
 the conversation's sandbox. API keys and the stdio servers' environment values are secrets:
-``SecretStr`` here, masked in events, never logged. ``to_wire`` is what is stored and what
-``GET /api/settings`` returns (the user's own values, as OpenHands returns them).
+``SecretStr`` here, masked in events, never logged. ``to_wire`` is what is stored;
+``to_view`` is what ``GET /api/settings`` returns: every secret as ``HIDDEN``, which a save
+that sends it back keeps (``keeping_hidden``), so the web client's screen round-trips without
+the API ever returning a secret.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import (
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 MAX_SERVERS = 32  # of each kind
+HIDDEN = "<secret_hidden>"
 DEFAULT_SHTTP_TIMEOUT = 60
 
 
@@ -185,6 +188,46 @@ class MCPConfig(BaseModel):
                 for e in exc.errors(include_input=False, include_url=False)
             ]
             raise ValueError("; ".join(problems[:5])) from None
+
+    def to_view(self) -> dict[str, Any]:
+        """``to_wire`` with every API key and environment value replaced by ``HIDDEN``."""
+        view = self.to_wire()
+        for server in [*view["sse_servers"], *view["shttp_servers"]]:
+            if server["api_key"] is not None:
+                server["api_key"] = HIDDEN
+        for server in view["stdio_servers"]:
+            server["env"] = dict.fromkeys(server["env"], HIDDEN)
+        return view
+
+    def keeping_hidden(self, stored: MCPConfig | None) -> MCPConfig:
+        """This config (a save) with each ``HIDDEN`` value replaced by the stored value it
+        stands for: the key of the server with the same URL, the variable of the stdio
+        server with the same name. One that stands for nothing stays as sent."""
+        if stored is None:
+            return self
+        keys = {s.url: s.api_key for s in [*stored.sse_servers, *stored.shttp_servers]}
+        envs = {s.name: s.env for s in stored.stdio_servers}
+
+        def key(server: MCPSSEServerConfig) -> MCPSSEServerConfig:
+            if server.api_key is None or server.api_key.get_secret_value() != HIDDEN:
+                return server
+            return server.model_copy(update={"api_key": keys.get(server.url, server.api_key)})
+
+        def env(server: MCPStdioServerConfig) -> MCPStdioServerConfig:
+            old = envs.get(server.name, {})
+            values = {
+                name: old.get(name, value) if value.get_secret_value() == HIDDEN else value
+                for name, value in server.env.items()
+            }
+            return server.model_copy(update={"env": values})
+
+        return self.model_copy(
+            update={
+                "sse_servers": [key(s) for s in self.sse_servers],
+                "shttp_servers": [key(s) for s in self.shttp_servers],
+                "stdio_servers": [env(s) for s in self.stdio_servers],
+            }
+        )
 
     def secret_values(self) -> list[str]:
         """Every API key and stdio environment value, to mask in events."""

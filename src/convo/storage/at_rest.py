@@ -1,6 +1,6 @@
 """What protects stored data on disk: a private data dir and database file, and sealed secrets.
 
-Custom secrets, provider tokens and a user's LLM API key are stored sealed with Fernet
+Custom secrets, provider tokens, a user's LLM API key and MCP servers are stored sealed with Fernet
 (``cryptography``: AES-128-CBC with an HMAC-SHA256, a fresh IV per value) under a key kept
 outside the database:
 

@@ -6,7 +6,7 @@ Every SQLAlchemy or driver error is translated into StorageError (``sql_common``
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, delete, func, insert, select, update
@@ -260,6 +260,15 @@ class SqlEventStore:
 
 
 SEALED_SETTINGS = ("llm_api_key", "search_api_key")
+SEALED_EXTRA = "mcp_config"  # the MCP servers' API keys and environment values
+
+
+def _extra_sealed(data: Mapping[str, Any], change: Callable[[Any], Any]) -> dict[str, Any]:
+    """``data`` with its ``extra`` MCP servers passed through ``change``."""
+    extra = data.get("extra")
+    if not isinstance(extra, dict) or not isinstance(extra.get(SEALED_EXTRA), dict):
+        return dict(data)
+    return {**data, "extra": {**extra, SEALED_EXTRA: change(extra[SEALED_EXTRA])}}
 
 
 async def _refuse_stale(conn: AsyncConnection, conversation_id: str) -> None:
@@ -271,8 +280,9 @@ async def _refuse_stale(conn: AsyncConnection, conversation_id: str) -> None:
 
 
 class SqlSettingsStore:
-    """Secrets, provider tokens and the user's LLM API key are stored sealed when a
-    ``Sealer`` is given (``convo.storage.at_rest``), which every server does."""
+    """Secrets, provider tokens, the user's LLM and search API keys and MCP servers are
+    stored sealed when a ``Sealer`` is given (``convo.storage.at_rest``), which every server
+    does."""
 
     def __init__(
         self, engine: AsyncEngine, gate: WriteGate | None = None, sealer: Sealer | None = None
@@ -294,6 +304,7 @@ class SqlSettingsStore:
                     if data.get(name) is not None
                 },
             }
+            data = _extra_sealed(data, self._sealer.open)
         return codec.settings_from_json(data)
 
     async def save_settings(self, user_id: str | None, settings: UserSettings) -> None:
@@ -302,6 +313,7 @@ class SqlSettingsStore:
             for name in SEALED_SETTINGS:
                 if data.get(name) is not None:
                     data[name] = self._sealer.seal_text(data[name])
+            data = _extra_sealed(data, self._sealer.seal)
         await self._save(user_settings, user_id, data)
 
     async def load_secrets(self, user_id: str | None) -> UserSecrets:
@@ -334,9 +346,15 @@ class SqlSettingsStore:
                 await self._save(user_secrets, user_key, self._sealer.seal(data))
                 sealed += 1
         for user_key, data in settings_rows:
+            new = dict(data)
             key = data.get("llm_api_key")
             if isinstance(key, str):
-                new = {**data, "llm_api_key": self._sealer.seal_text(key)}
+                new["llm_api_key"] = self._sealer.seal_text(key)
+            extra = data.get("extra")
+            servers = extra.get(SEALED_EXTRA) if isinstance(extra, dict) else None
+            if isinstance(servers, dict) and not is_sealed(servers):
+                new = _extra_sealed(new, self._sealer.seal)
+            if new != data:
                 await self._save(user_settings, user_key, new)
                 sealed += 1
         if sealed and is_sqlite(self._engine):  # the plain rows' old pages leave the WAL too

@@ -14,12 +14,24 @@ from convo.api.schemas import (
     SettingsView,
 )
 from convo.domain.conversation import ProviderToken, UserSettings
+from convo.domain.mcp_config import MCPConfig
 
 router = APIRouter(prefix="/api", tags=["settings"])
 
 
 NOT_STORED = {"error": "Settings not found"}
 _CLEARED_BY_EMPTY = ("llm_api_key", "git_user_name", "git_user_email")
+
+
+def _stored_mcp(stored: UserSettings) -> MCPConfig | None:
+    """The stored MCP servers; None when there are none, or they no longer validate (the
+    conversation's start says why)."""
+    try:
+        return (
+            MCPConfig.parse(stored.extra["mcp_config"]) if stored.extra.get("mcp_config") else None
+        )
+    except ValueError:
+        return None
 
 
 @router.get("/settings", response_model=SettingsView, responses={404: {"model": dict[str, str]}})
@@ -35,6 +47,9 @@ async def load_settings(
         stored = UserSettings()
     secrets = await storage.settings.load_secrets(user_id)
     kept = {name: stored.extra[name] for name in CLIENT_SETTINGS if name in stored.extra}
+    if "mcp_config" in kept:  # its API keys and environment values hidden
+        servers = _stored_mcp(stored)
+        kept["mcp_config"] = servers.to_view() if servers is not None else None
     return SettingsView(
         **kept,
         language=stored.language,
@@ -65,8 +80,8 @@ async def store_settings(
     one with every save), as OpenHands does."""
     stored = await storage.settings.load_settings(user_id) or UserSettings()
     updates = body.model_dump(exclude_none=True)
-    if body.mcp_config is not None:  # with its secrets, which model_dump keeps as SecretStr
-        updates["mcp_config"] = body.mcp_config.to_wire()
+    if body.mcp_config is not None:  # hidden values sent back keep the stored ones
+        updates["mcp_config"] = body.mcp_config.keeping_hidden(_stored_mcp(stored)).to_wire()
     if not str(updates.get("search_api_key", "x")).strip():
         del updates["search_api_key"]
     for name in _CLEARED_BY_EMPTY:
