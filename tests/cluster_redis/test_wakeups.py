@@ -63,3 +63,20 @@ async def test_the_in_process_twin_delivers_to_the_others_only() -> None:
     await b.aclose()
     a.notify(LEASE_RELEASED, {"conversation_id": "c2"})
     assert len(got_b) == 1
+
+
+async def test_wakeups_sent_just_before_closing_still_go_out(
+    redis_server: RedisServer, nodes: NodeFactory
+) -> None:
+    """A server shutting down tells the others it let go of its conversations."""
+    a, b = nodes(redis_server.url, "a"), nodes(redis_server.url, "b")
+    got, handler = _recorder()
+    b.wakeups.on_wakeup(handler)
+    await asyncio.wait_for(b.wakeups.until_listening(), 5)
+    for i in range(20):
+        a.wakeups.notify(LEASE_RELEASED, {"conversation_id": f"c{i}"})
+    await a.aclose()
+    async with asyncio.timeout(5):
+        while len(got) < 20:
+            await asyncio.sleep(0.01)
+    assert [body["conversation_id"] for _, body in got] == [f"c{i}" for i in range(20)]

@@ -40,6 +40,8 @@ class RedisWakeups:
         self._handlers: list[WakeupHandler] = []
         self._pending: deque[bytes] = deque(maxlen=max_pending)
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # nothing queued, nothing being sent
+        self._drained.set()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._live = asyncio.Event()
@@ -66,15 +68,22 @@ class RedisWakeups:
     def notify(self, kind: str, body: dict[str, Any]) -> None:
         message = {"from": self._node_id, "kind": kind, "body": body}
         self._pending.append(json.dumps(message, default=str).encode())
+        self._drained.clear()
         self._wake.set()
 
     def on_wakeup(self, handler: WakeupHandler) -> None:
         self._handlers.append(handler)
 
     async def aclose(self) -> None:
+        """Send what is queued (a server shutting down tells the others it let go of its
+        conversations), for a second at most, then stop."""
         await self._listener.aclose()
         task, self._task = self._task, None
         if task is not None:
+            if not self._failing:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._drained.wait()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -91,6 +100,8 @@ class RedisWakeups:
 
     async def _send(self) -> None:
         while True:
+            if not self._pending:
+                self._drained.set()
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
