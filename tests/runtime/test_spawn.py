@@ -126,3 +126,21 @@ async def test_the_fake_sandbox_records_and_runs(tmp_path: Path) -> None:
     assert box.spawns == [(["python3", "-c", ECHO], "")]
     await box.close()
     await wait_until(lambda: pid_gone(process.pid), 5)
+
+
+async def test_a_spawned_program_gets_the_isolated_network(tmp_path: Path) -> None:
+    """With CONVO_SANDBOX_NETWORK=isolated (the default; root only) the program has the
+    sandbox's own namespace: its loopback is not the host's."""
+    if os.geteuid() != 0:
+        pytest.skip("the isolated network needs root")
+    box = BwrapSandboxFactory(network="isolated").create(spec(tmp_path))
+    await box.start()
+    try:
+        process = await box.spawn(["python3", "-c", ECHO])
+        assert (await ask(process, "x"))["cwd"] == "/workspace"
+        own = os.readlink("/proc/self/ns/net")
+        inside = await box.spawn(["readlink", "/proc/self/ns/net"])
+        line = (await inside.stdout.readline()).decode().strip()
+        assert line.startswith("net:[") and line != own
+    finally:
+        await box.close()

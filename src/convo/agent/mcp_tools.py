@@ -15,6 +15,7 @@ an error observation for the agent. The ``mcp`` SDK is imported only by :meth:`c
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import re
@@ -143,7 +144,10 @@ class McpToolbox:
         max_output_chars: int = 30_000,
         timeout: float = CONNECT_TIMEOUT,  # noqa: ASYNC109 - each server's own bound
     ) -> McpToolbox:
-        """Start every server at once and list their tools; failures become notices."""
+        """Start every server at once and list their tools; failures become notices. The
+        SDK is imported in a thread the first time (most of a second: the event loop, and
+        every other conversation, carries on meanwhile)."""
+        await asyncio.to_thread(importlib.import_module, "convo.agent.mcp_client")
         from convo.agent.mcp_client import McpConnection
 
         connections = [
