@@ -146,6 +146,9 @@ class EventPrinter:
             self._print(Text(f"read {args.get('path', '')}", style="bold"))
         elif action == "think":
             self._print(Text(f"(thinking) {args.get('thought', '')}", style="italic dim"))
+        elif action == "call_tool_mcp":
+            arguments = json.dumps(args.get("arguments") or {}, ensure_ascii=False)
+            self._print(Text(f"tool {args.get('name', '')} {arguments}", style="bold"))
         elif action == "finish":
             text = args.get("final_thought") or event.get("message") or "finished"
             self._print(Text(str(text), style="bold green"))
@@ -160,6 +163,8 @@ class EventPrinter:
             code = (extras.get("metadata") or {}).get("exit_code")
             if code not in (0, None):
                 self._print(Text(f"exit code {code}", style="red"))
+        elif kind == "mcp":
+            self._print(Text(_clip(content, MAX_OUTPUT_LINES), style="dim"))
         elif kind == "edit":
             diff = str(extras.get("diff") or "")
             if diff.strip():

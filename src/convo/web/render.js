@@ -97,6 +97,8 @@ function renderAction(event) {
       return step("read", `Read ${text(args.path)}`, thoughtOf(event));
     case "think":
       return step("think", "Thinking", el("div", { className: "thought", text: args.thought }));
+    case "call_tool_mcp":
+      return step("run", `Tool ${text(args.name)}`, thoughtOf(event), el("pre", { className: "command", text: JSON.stringify(args.arguments || {}) }));
     case "finish":
       return bubble("agent finish", "Agent · finished", text(args.final_thought) || text(args.thought) || "Done.");
     case "condensation":
@@ -121,6 +123,8 @@ function renderObservation(event) {
     }
     case "edit":
       return text(extras.diff) ? diffView(extras.diff) : el("div", { className: "muted", text: event.content });
+    case "mcp":
+      return el("div", { className: "output" }, el("pre", { className: "stdout", text: text(event.content) || "(no output)" }));
     case "read": {
       const details = el("details", { className: "output" }, el("summary", { text: "file content" }));
       details.append(el("pre", { text: event.content }));
