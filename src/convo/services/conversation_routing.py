@@ -168,6 +168,7 @@ class RoutedConversations(StoppableConversations):
             wait + _CHANNEL_MARGIN_SECONDS,
         )
         if reply is not None:
+            await self.ownership.refresh([conversation_id])  # the status answered next
             return StopResult(reply["result"])
         await self._stop_on_storage(conversation_id, record_stop=True)
         return StopResult.STOPPED
