@@ -2,6 +2,7 @@
 
     python3 mcp_fixture_server.py stdio          # over stdin/stdout
     python3 mcp_fixture_server.py http PORT      # streamable HTTP on 127.0.0.1:PORT/mcp
+    python3 mcp_fixture_server.py sse PORT       # SSE on 127.0.0.1:PORT/sse
 
 With FIXTURE_PREFIX in its environment, its tools' names start with it. Its tools report
 what only the place it runs in shows (its working directory, pid, the processes it can see),
@@ -71,4 +72,4 @@ def think() -> str:
 
 
 if __name__ == "__main__":
-    server.run("streamable-http" if sys.argv[1] == "http" else "stdio")
+    server.run({"http": "streamable-http", "sse": "sse"}.get(sys.argv[1], "stdio"))

@@ -87,12 +87,12 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def http_fixture(prefix: str = "web_") -> AsyncIterator[str]:
-    """The fixture server over streamable HTTP on 127.0.0.1; yields its URL."""
+async def http_fixture(prefix: str = "web_", transport: str = "http") -> AsyncIterator[str]:
+    """The fixture server over streamable HTTP (or ``sse``) on 127.0.0.1; yields its URL."""
     port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "FIXTURE_PREFIX": prefix}
     process = subprocess.Popen(
-        [sys.executable, str(FIXTURE), "http", str(port)],
+        [sys.executable, str(FIXTURE), transport, str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -109,7 +109,7 @@ async def http_fixture(prefix: str = "web_") -> AsyncIterator[str]:
             break
         else:
             raise RuntimeError("the MCP fixture server did not start")
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}/{'sse' if transport == 'sse' else 'mcp'}"
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 10)

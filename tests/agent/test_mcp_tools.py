@@ -115,3 +115,19 @@ async def test_servers_that_fail_become_notices(tmp_path: Path) -> None:
     finally:
         await tools.close()
         await sandbox.close()
+
+
+async def test_an_sse_server_on_the_loopback(tmp_path: Path) -> None:
+    sandbox = ProcessSandboxFactory().create(
+        SandboxSpec(conversation_id="c4", workspace=tmp_path / "ws")
+    )
+    await sandbox.start()
+    async with http_fixture(prefix="sse_", transport="sse") as url:
+        config = MCPConfig.parse({"sse_servers": [url]})
+        tools = await McpToolbox.connect(config, sandbox, conversation_id="c4", timeout=30)
+        try:
+            assert tools.notices == []
+            assert await tools.call("sse_add", {"a": 5, "b": 6}) == "sum=11"
+        finally:
+            await tools.close()
+            await sandbox.close()

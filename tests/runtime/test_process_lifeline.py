@@ -61,3 +61,40 @@ async def test_the_shell_dies_with_a_killed_server(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
     assert not _alive(shell_pid)
     assert not _alive(sleep_pid)
+
+
+SPAWNING_SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from convo.runtime.base import SandboxSpec
+    from convo.runtime.process import ProcessSandbox
+
+    async def main() -> None:
+        spare = [open("/dev/null") for _ in range(20)]
+        box = ProcessSandbox(SandboxSpec(conversation_id="c", workspace=Path(sys.argv[1])))
+        await box.start()
+        program = await box.spawn(["sh", "-c", "echo $$; exec sleep 300"])
+        pid = int(await program.stdout.readline())
+        print(pid, flush=True)
+        await asyncio.sleep(300)  # the server dies here
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_spawned_program_dies_with_a_killed_server(tmp_path: Path) -> None:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SPAWNING_SERVER, str(tmp_path / "ws"), stdout=asyncio.subprocess.PIPE
+    )
+    assert server.stdout is not None
+    pid = int(await asyncio.wait_for(server.stdout.readline(), 20))
+    assert _alive(pid)
+    server.send_signal(signal.SIGKILL)
+    await server.wait()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while _alive(pid) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    assert not _alive(pid)

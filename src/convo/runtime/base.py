@@ -91,7 +91,8 @@ class Sandbox(Protocol):
         workspace, user, limits and network), outside its shell; its stdin and stdout are
         pipes the server holds (``convo.runtime.spawned``). ``cwd`` is relative to the
         workspace; ``env`` reaches only the program, never a host-side process. The sandbox's
-        ``close()`` kills it. Raises SandboxError when it cannot start."""
+        ``close()`` kills it, as the server's death does. The sandbox must have been started.
+        Raises SandboxError when it cannot start."""
 
     async def wait_failed(self) -> SandboxError:
         """Return (never raise) the error once the sandbox can no longer be used: its

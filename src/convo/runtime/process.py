@@ -167,17 +167,22 @@ class ProcessSandbox:
     async def spawn(
         self, argv: Sequence[str], *, cwd: str = "", env: Mapping[str, str] | None = None
     ) -> SandboxProcess:
-        """Unconfined, like the shell: as the server's user, in the workspace."""
+        """Unconfined, like the shell: as the server's user, in the workspace; a watchdog on
+        the lifeline kills it with the server (see ``_watchdog``)."""
         if self._closed:
             raise SandboxError("The sandbox is closed")
+        if self._lifeline is None:
+            raise SandboxError("The sandbox has not been started")
         root = self._root.resolve()
-        wrapper = [self._bash, "--noprofile", "--norc", "-c", ENV_READER, "bash", *argv]
+        script = _watchdog(self._lifeline[0]) + ENV_READER
+        wrapper = [self._bash, "--noprofile", "--norc", "-c", script, "bash", *argv]
         return self._spawned.add(
             await spawn_process(
                 wrapper,
                 env=clean_env(str(root)),
                 cwd=root.joinpath(*self.workspace.parts(cwd)),
                 variables=env or {},
+                pass_fds=(self._lifeline[0],),
             )
         )
 

@@ -143,6 +143,7 @@ async def spawn_process(
     cwd: Path,
     variables: Mapping[str, str],
     on_close: Callable[[], Awaitable[None]] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> SandboxProcess:
     """Start ``argv`` (ending in a bash running :data:`ENV_READER`) with ``env`` as its
     host-side environment, then send it ``variables`` on stdin."""
@@ -157,6 +158,7 @@ async def spawn_process(
             env=dict(env),
             start_new_session=True,
             limit=LINE_LIMIT,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as exc:
         if on_close is not None:

@@ -109,8 +109,12 @@ class ReleasableSandbox:
     async def spawn(
         self, argv: Sequence[str], *, cwd: str = "", env: Mapping[str, str] | None = None
     ) -> SandboxProcess:
-        """In whichever sandbox is current: a release kills the program with the rest (an
-        MCP server is started again at its next use)."""
+        """In whichever sandbox is current, started again if it was released: a release
+        kills the program with the rest (an MCP server is started again at its next use)."""
+        async with self._lock:
+            if not self._started:
+                await self._start()
+        self.last_used = time.monotonic()
         return await self._inner.spawn(argv, cwd=cwd, env=env)
 
     async def wait_failed(self) -> SandboxError:
