@@ -3,6 +3,7 @@ streamable-HTTP server on 127.0.0.1, and servers that fail."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from convo.runtime.base import SandboxSpec
 from convo.runtime.bwrap import BwrapSandbox, BwrapSandboxFactory
 from convo.runtime.process import ProcessSandboxFactory
 from tests.agent.mcp_helpers import FIXTURE, build_site, http_fixture, stage_fixture, stdio_server
+from tests.polling import wait_until
+from tests.runtime.conftest import pid_gone
 
 SECRET = "fixture-token-5c1d"
 
@@ -131,3 +134,29 @@ async def test_an_sse_server_on_the_loopback(tmp_path: Path) -> None:
         finally:
             await tools.close()
             await sandbox.close()
+
+
+async def test_a_loop_stopped_while_connecting_leaves_no_task_or_process(tmp_path: Path) -> None:
+    sandbox = ProcessSandboxFactory().create(
+        SandboxSpec(conversation_id="c5", workspace=tmp_path / "ws")
+    )
+    await sandbox.start()
+    config = MCPConfig.parse(
+        {
+            "stdio_servers": [
+                {"name": "slow", "command": "sh", "args": ["-c", "echo $$ > pid; exec sleep 60"]}
+            ]
+        }
+    )
+    connecting = asyncio.create_task(
+        McpToolbox.connect(config, sandbox, conversation_id="c5", timeout=30)
+    )
+    pid_file = tmp_path / "ws" / "pid"
+    await wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
+    pid = int(pid_file.read_text())
+    connecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("mcp:c5:")]
+    await wait_until(lambda: pid_gone(pid), 5)
+    await sandbox.close()

@@ -156,6 +156,9 @@ class McpConnection:
         except ToolServerError:
             await self.close()
             raise
+        except asyncio.CancelledError:  # the loop stops while connecting: leave nothing behind
+            await asyncio.shield(self.close())
+            raise
 
     async def _own(self, ready: asyncio.Future[None]) -> None:
         try:
