@@ -191,6 +191,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
             llm_factory=chosen.llm_factory or llm_clients,
             node_id=app.state.node_id,
             channel=transport.channel,
+            wakeups=transport.wakeups,
         )
         app.state.storage = storage
         app.state.bus = bus

@@ -98,6 +98,16 @@ class RoutedConversations(StoppableConversations):
         raise NotImplementedError  # the ConversationManager's
 
     # --- where it runs ---------------------------------------------------------------------
+    def status(self, conversation_id: str) -> ConversationStatus:
+        """Its loop's status here; RUNNING when another node runs it (as last looked up,
+        by ``get_metadata`` or ``search``)."""
+        running = self._running.get(conversation_id)
+        if running is not None:
+            return running.status
+        if self.ownership.owned_elsewhere(conversation_id):
+            return ConversationStatus.RUNNING
+        return ConversationStatus.STOPPED
+
     async def _remote_owner(self, conversation_id: str) -> str | None:
         """The other node running it, when one does (cluster mode)."""
         if not self.ownership.clustered or conversation_id in self._running:

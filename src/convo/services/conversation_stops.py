@@ -54,6 +54,23 @@ class StoppableConversations(ConversationRecords):
         self.metadata_sync = MetadataSync(storage.conversations, settings.metadata_flush_seconds)
         self.health = StorageHealth()
 
+    # --- queries -----------------------------------------------------------------------
+    def agent_state(self, conversation_id: str) -> AgentState | None:
+        running = self._running.get(conversation_id)
+        return running.agent_state if running is not None else None
+
+    def running_ids(self, user_id: str | None = None) -> list[str]:
+        return [c.conversation_id for c in self._running.values() if c.user_id == user_id]
+
+    def running_conversations(self) -> list[RunningConversation]:
+        return list(self._running.values())
+
+    def is_running(self, conversation_id: str) -> bool:
+        return conversation_id in self._running
+
+    def num_connections(self, conversation_id: str) -> int:
+        return self._log.bus.subscriber_count(conversation_id)
+
     async def _stopped(self, conversation_id: str) -> None:
         """Return once no stop of this conversation is in progress."""
         while (pending := self._stopping.get(conversation_id)) is not None:

@@ -25,9 +25,9 @@ import logging
 from convo.cluster.base import EventBus
 from convo.cluster.channel import NodeChannel
 from convo.cluster.node import new_node_id
+from convo.cluster.wakeups import LEASE_RELEASED, Wakeups
 from convo.config import Settings
 from convo.domain.conversation import (
-    AgentState,
     ConversationMetadata,
     ConversationStatus,
     ProviderType,
@@ -82,9 +82,11 @@ class ConversationManager(RoutedConversations):
         llm_factory: LLMClientFactory,
         node_id: str | None = None,
         channel: NodeChannel | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         """``node_id``: how this process names itself to the others (cluster mode);
-        ``channel``: how requests reach the node that owns a conversation."""
+        ``channel``: how requests reach the node that owns a conversation; ``wakeups``:
+        hints to the others (a lease let go of) and from them."""
         node_id = node_id or new_node_id()
         ownership: Ownership = (
             LeaseOwnership(storage.leases, node_id, settings.lease_seconds)
@@ -98,6 +100,7 @@ class ConversationManager(RoutedConversations):
         self._shutdown_task: asyncio.Task[None] | None = None
         self.processes = ProcessRegistry(settings.resolved_data_dir() / "run")
         self.supervisor = Supervisor(self, settings)
+        self._wakeups = wakeups
         # the loops' own way in: a few of their calls at a time, API requests go past them
         self._loop_storage = LoopStorage(storage.events, storage.settings)
         loop_log = EventLog(self._loop_storage.events, bus)
@@ -131,6 +134,8 @@ class ConversationManager(RoutedConversations):
         self.ownership.start(self.lease_lost)
         if self._channel is not None:
             self._channel.serve(self.handle_request)
+        if self._wakeups is not None and self.ownership.clustered:
+            self._wakeups.on_wakeup(lambda _kind, _body: self.supervisor.poke())
         await self.supervisor.start()
         return self
 
@@ -168,33 +173,6 @@ class ConversationManager(RoutedConversations):
         await stop_gracefully(list(self._running.values()), stop, grace)
         await self.metadata_sync.aclose()
         await self.ownership.aclose()  # their leases were released as their loops ended
-
-    # --- queries -----------------------------------------------------------------------
-    def status(self, conversation_id: str) -> ConversationStatus:
-        """Its loop's status here; RUNNING when another node runs it (as last looked up,
-        by ``get_metadata`` or ``search``)."""
-        running = self._running.get(conversation_id)
-        if running is not None:
-            return running.status
-        if self.ownership.owned_elsewhere(conversation_id):
-            return ConversationStatus.RUNNING
-        return ConversationStatus.STOPPED
-
-    def agent_state(self, conversation_id: str) -> AgentState | None:
-        running = self._running.get(conversation_id)
-        return running.agent_state if running is not None else None
-
-    def running_ids(self, user_id: str | None = None) -> list[str]:
-        return [c.conversation_id for c in self._running.values() if c.user_id == user_id]
-
-    def running_conversations(self) -> list[RunningConversation]:
-        return list(self._running.values())
-
-    def is_running(self, conversation_id: str) -> bool:
-        return conversation_id in self._running
-
-    def num_connections(self, conversation_id: str) -> int:
-        return self._log.bus.subscriber_count(conversation_id)
 
     # --- for the supervisor ------------------------------------------------------------
     async def kill_leftovers(self) -> None:
@@ -421,3 +399,6 @@ class ConversationManager(RoutedConversations):
             await self.ownership.release(conversation_id)
         except StorageError as exc:  # it expires by itself
             logger.warning("could not release the lease of %s: %s", conversation_id, exc)
+        else:
+            if self._wakeups is not None and self.ownership.clustered:
+                self._wakeups.notify(LEASE_RELEASED, {"conversation_id": conversation_id})

@@ -119,6 +119,7 @@ class Supervisor:
         self._manager = manager
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
         self.rounds = 0
 
     async def start(self) -> Reconciliation:
@@ -145,9 +146,15 @@ class Supervisor:
             return min(seconds, self._settings.lease_seconds / 3)
         return seconds
 
+    def poke(self) -> None:
+        """Run the next round now (another node let go of a conversation)."""
+        self._poked.set()
+
     async def _forever(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.interval)
+            self._poked.clear()
             try:
                 await self.run_round()
             except StorageError as exc:  # logged once per outage
