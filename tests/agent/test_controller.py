@@ -118,14 +118,18 @@ async def test_text_answer_waits_for_the_user_and_reports_metrics(
     answer = h.of("message")[1]
     assert answer.source == "agent" and answer.args is not None
     assert answer.args["content"] == "Which file?" and answer.args["wait_for_response"] is True
-    assert answer.llm_metrics is not None and answer.llm_metrics["accumulated_cost"] == 0.25
+    assert answer.llm_metrics is not None and answer.llm_metrics.accumulated_cost == 0.25
 
     h.send("README.md")
     await h.until(lambda: len(h.of("message")) == 4)
     await h.settle(AWAITING)
     metrics = h.of("message")[3].llm_metrics
-    assert metrics is not None and metrics["accumulated_cost"] == 0.75
-    assert metrics["accumulated_token_usage"]["prompt_tokens"] == 30
+    assert metrics is not None and metrics.accumulated_cost == 0.75
+    assert metrics.accumulated_token_usage.prompt_tokens == 30
+    # one entry per LLM call of the conversation, not only the last one
+    assert [c.cost for c in metrics.costs] == [0.25, 0.25, 0.25]
+    assert [u.per_turn_token for u in metrics.token_usages] == [15, 15, 15]
+    assert len(metrics.response_latencies) == 3
     assert h.of("think")[1].content == "Your thought has been logged."
     assert [m["role"] for m in llm.requests[1].messages] == ["system", "user", "assistant", "user"]
 
@@ -248,7 +252,7 @@ async def test_invalid_tool_call_is_an_error_fed_back(
     (error,) = h.errors()
     assert expected in str(error.content)
     assert error.tool_call_metadata is not None
-    assert error.tool_call_metadata["tool_call_id"] == "call_bad"
+    assert error.tool_call_metadata.tool_call_id == "call_bad"
     tool_message = llm.requests[1].messages[-1]
     assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_bad"
     assert tool_message["content"].startswith("ERROR:") and expected in tool_message["content"]

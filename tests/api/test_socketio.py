@@ -10,6 +10,7 @@ import pytest
 import socketio
 
 from convo.api.app import Overrides
+from convo.domain.events import AgentStateChangedObservation
 from convo.llm.scripted import ScriptedLLM, text_response
 from convo.services.conversations import NewConversation
 from tests.api.conftest import RunningServer, ServeFactory, wait_for
@@ -27,7 +28,9 @@ async def _stored_ids(server: RunningServer, cid: str) -> list[int]:
 
 async def _finished(server: RunningServer, cid: str) -> bool:
     events = await server.manager.storage.events.list(cid)
-    return any((e.extras or {}).get("agent_state") == "finished" for e in events)
+    return any(
+        isinstance(e, AgentStateChangedObservation) and e.agent_state == "finished" for e in events
+    )
 
 
 async def _create(server: RunningServer, message: str | None = "go") -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from convo.api.app import Overrides
 from convo.domain.conversation import ProviderToken, ProviderType
-from convo.domain.events import EventSource, message_action
+from convo.domain.events import AgentStateChangedObservation, EventSource, message_action
 from convo.llm.scripted import ScriptedLLM, tool_response
 from convo.runtime.base import CommandResult
 from convo.services.conversations import NewConversation
@@ -160,7 +160,10 @@ async def test_custom_secrets_reach_the_shell_and_are_masked(
 
         async def finished() -> bool:
             events = await server.manager.storage.events.list(cid)
-            return any((e.extras or {}).get("agent_state") == "finished" for e in events)
+            return any(
+                isinstance(e, AgentStateChangedObservation) and e.agent_state == "finished"
+                for e in events
+            )
 
         await wait_for(finished)
         assert factory.specs[0].env["DEPLOY_KEY"] == value  # an environment variable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from convo.domain.events import (
     SECRET_PLACEHOLDER,
+    CmdOutputObservation,
     Event,
     EventSource,
     mask_secrets,
@@ -12,18 +13,19 @@ from convo.domain.events import (
 
 
 def test_secrets_are_hidden_in_nested_strings_longest_first() -> None:
-    event = Event(
-        source=EventSource.AGENT,
-        observation="run",
-        content="token=ghp_abcdef and ghp_abcdef123",
-        extras={"command": "echo ghp_abcdef", "metadata": {"env": ["ghp_abcdef123"]}},
+    event = Event.from_wire(
+        {
+            "source": EventSource.AGENT,
+            "observation": "run",
+            "content": "token=ghp_abcdef and ghp_abcdef123",
+            "extras": {"command": "echo ghp_abcdef", "metadata": {"env": ["ghp_abcdef123"]}},
+        }
     )
     masked = mask_secrets(event, ["ghp_abcdef", "ghp_abcdef123"])
+    assert isinstance(masked, CmdOutputObservation)
     assert masked.content == f"token={SECRET_PLACEHOLDER} and {SECRET_PLACEHOLDER}"
-    assert masked.extras == {
-        "command": f"echo {SECRET_PLACEHOLDER}",
-        "metadata": {"env": [SECRET_PLACEHOLDER]},
-    }
+    assert masked.command == f"echo {SECRET_PLACEHOLDER}"
+    assert masked.extras["metadata"]["env"] == [SECRET_PLACEHOLDER]
     assert "ghp_" not in str(masked.to_wire())
 
 
@@ -35,9 +37,15 @@ def test_the_message_is_masked_but_ids_and_kinds_are_kept() -> None:
 
 
 def test_very_short_values_are_hidden_only_when_whole() -> None:
-    event = Event(
-        source=EventSource.AGENT, observation="run", content="kick the can", extras={"value": "k"}
+    event = Event.from_wire(
+        {
+            "source": EventSource.AGENT,
+            "observation": "run",
+            "content": "kick the can",
+            "extras": {"value": "k"},
+        }
     )
     masked = mask_secrets(event, ["k", ""])
+    assert isinstance(masked, CmdOutputObservation)
     assert masked.content == "kick the can"
-    assert masked.extras == {"value": SECRET_PLACEHOLDER}
+    assert masked.extras["value"] == SECRET_PLACEHOLDER

@@ -13,7 +13,7 @@ from pathlib import Path
 from convo.agent.controller import Agent
 from convo.agent.recovery import JournalView
 from convo.domain.conversation import AgentState
-from convo.domain.events import Event
+from convo.domain.events import CmdOutputMetadata, CmdOutputObservation, Event, EventSource
 from convo.llm.base import LLMResponse
 from convo.llm.scripted import ScriptedLLM, tool_response
 from convo.runtime.fake import FakeSandbox
@@ -65,12 +65,12 @@ async def test_a_finished_command_gets_its_real_result(
 ) -> None:
     history = await _cut_off(make_harness, sandbox)
     action = history[-1]
-    result = Event(
+    result = CmdOutputObservation(
         source=action.source,
         cause=action.id,
-        observation="run",
         content="created build/",
-        extras={"command": "mkdir build", "metadata": {"exit_code": 0}},
+        command="mkdir build",
+        metadata=CmdOutputMetadata(exit_code=0),
         tool_call_metadata=action.tool_call_metadata,
     )
     new, llm = await _resume(
@@ -117,7 +117,7 @@ async def test_without_a_journal_an_open_action_is_interrupted(
 
 async def test_the_journal_survives_the_process(tmp_path: Path) -> None:
     """What one server wrote, the next one (fresh memory) reads from the data dir."""
-    action_result = Event(source="agent", cause=7, observation="run", content="ok")
+    action_result = CmdOutputObservation(source=EventSource.AGENT, cause=7, content="ok")
     before = ActionJournal(tmp_path / "results")
     await before.started("c1", 5)
     await before.started("c1", 7)

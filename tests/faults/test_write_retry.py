@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from convo.domain.events import Event
+from convo.domain.events import ErrorObservation, Event
 from convo.errors import StorageUnavailable
 from convo.llm.base import LLMResponse
 from convo.llm.scripted import ScriptedLLM, tool_response
@@ -161,5 +161,9 @@ async def test_past_the_limit_the_loop_ends_and_is_resumed_with_its_result(
         )
         events = await storage.events.list(conversation_id)
         _check(events, sandboxes)  # "echo two" finished before the outage: not run again
-        notices = [e for e in events if (e.extras or {}).get("error_id") == "STATUS$ERROR_STORAGE"]
+        notices = [
+            e
+            for e in events
+            if isinstance(e, ErrorObservation) and e.error_id == "STATUS$ERROR_STORAGE"
+        ]
         assert len(notices) == 1 and "could not store its events" in str(notices[0].content)

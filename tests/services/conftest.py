@@ -10,7 +10,7 @@ from typing import Any
 from convo.cluster.local import LocalEventBus
 from convo.config import Settings
 from convo.domain.conversation import AgentState
-from convo.domain.events import Event
+from convo.domain.events import AgentStateChangedObservation, Event
 from convo.llm.base import LLMClient, LLMConfig
 from convo.llm.scripted import ScriptedLLM
 from convo.runtime.base import SandboxSpec
@@ -99,11 +99,7 @@ def make_manager(
 
 
 def agent_states(events: list[Event]) -> list[str]:
-    return [
-        str((e.extras or {}).get("agent_state"))
-        for e in events
-        if e.observation == "agent_state_changed"
-    ]
+    return [e.agent_state for e in events if isinstance(e, AgentStateChangedObservation)]
 
 
 async def last_state(manager: ConversationManager, conversation_id: str) -> str | None:

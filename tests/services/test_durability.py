@@ -6,7 +6,13 @@ from typing import Any
 
 from convo.cluster.local import LocalEventBus
 from convo.domain.conversation import AgentState, ConversationMetadata
-from convo.domain.events import Event, EventSource, agent_state_changed, message_action
+from convo.domain.events import (
+    Event,
+    EventSource,
+    Metrics,
+    agent_state_changed,
+    message_action,
+)
 from convo.services.event_log import EventLog
 from convo.services.metadata_sync import MetadataSync
 from convo.storage.base import Storage
@@ -44,7 +50,7 @@ def _with_metrics(cost: float, prompt: int, completion: int) -> Event:
         "accumulated_token_usage": {"prompt_tokens": prompt, "completion_tokens": completion},
     }
     event = message_action("x", EventSource.AGENT)
-    return event.model_copy(update={"llm_metrics": metrics})
+    return event.model_copy(update={"llm_metrics": Metrics.model_validate(metrics)})
 
 
 async def test_metadata_is_written_in_batches(storage: Storage) -> None:

@@ -10,6 +10,7 @@ from convo.domain.conversation import (
     ProviderType,
     UserSecrets,
 )
+from convo.domain.events import ErrorObservation
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
 from convo.runtime.base import SandboxSpec
 from convo.runtime.fake import FakeSandbox
@@ -81,7 +82,8 @@ async def test_on_restart_stop_marks_it_stopped_and_says_why(tmp_path: Path) -> 
     async with manager:
         assert manager.status(conversation_id) is ConversationStatus.STOPPED
         history = await manager.event_log.history(conversation_id)
-    assert history[-2].extras == {"error_id": STOPPED_BY_RESTART}
+    assert isinstance(history[-2], ErrorObservation)
+    assert history[-2].error_id == STOPPED_BY_RESTART
     assert agent_states(history)[-1] == "stopped"
     assert not (await storage.conversations.get(conversation_id)).desired_running
 

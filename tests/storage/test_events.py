@@ -45,19 +45,21 @@ async def test_append_assigns_ids_and_keeps_the_event(storage: Storage) -> None:
     assert await storage.events.list(conversation_id) == [first, second]
 
 
-async def test_append_sets_a_utc_timestamp_when_missing(storage: Storage) -> None:
+async def test_append_sets_an_openhands_timestamp_when_missing(storage: Storage) -> None:
     conversation_id = await new_conversation(storage)
+    event = message_action("no time", EventSource.USER).model_copy(update={"timestamp": ""})
 
-    stored = await storage.events.append(conversation_id, Event(message="no time"))
+    stored = await storage.events.append(conversation_id, event)
 
-    parsed = datetime.fromisoformat(stored.timestamp)
-    assert parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0
+    parsed = datetime.fromisoformat(stored.timestamp)  # naive local time, as OpenHands writes
+    assert parsed.tzinfo is None
+    assert abs((datetime.now() - parsed).total_seconds()) < 60
     assert (await storage.events.list(conversation_id))[0].timestamp == stored.timestamp
 
 
 async def test_append_to_missing_conversation_is_record_not_found(storage: Storage) -> None:
     with pytest.raises(RecordNotFound):
-        await storage.events.append("nope", Event(message="x"))
+        await storage.events.append("nope", message_action("x", EventSource.USER))
     assert await storage.events.last_id("nope") == -1
 
 

@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from convo.agent.history import build_messages
-from convo.domain.events import ActionType, Event, EventSource, ObservationType, now_iso
+from convo.domain.events import (
+    AgentStateChangedObservation,
+    CondensationAction,
+    Event,
+    EventSource,
+    MessageAction,
+    Observation,
+    now_iso,
+)
 from convo.llm.base import LLMClient, LLMResponse
 
 logger = logging.getLogger(__name__)
@@ -77,29 +85,28 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
 
 
 # --- the view --------------------------------------------------------------------------------
-def _forgotten(event: Event) -> set[int]:
-    args = event.args or {}
-    ids = {int(i) for i in args.get("forgotten_event_ids") or []}
-    start, end = args.get("forgotten_events_start_id"), args.get("forgotten_events_end_id")
-    if isinstance(start, int) and isinstance(end, int):
+def _forgotten(event: CondensationAction) -> set[int]:
+    ids = set(event.forgotten_event_ids or [])
+    start, end = event.forgotten_events_start_id, event.forgotten_events_end_id
+    if start is not None and end is not None:
         ids.update(range(start, end + 1))
     return ids
 
 
 def _is_user_message(event: Event) -> bool:
-    return event.action == ActionType.MESSAGE and event.source == EventSource.USER
+    return isinstance(event, MessageAction) and event.source == EventSource.USER
 
 
 def view(events: Sequence[Event]) -> list[Event]:
     """The events the LLM sees, with the latest summary after the first user message."""
     forgotten: set[int] = set()
-    latest: Event | None = None
+    latest: CondensationAction | None = None
     for event in events:
-        if event.action == ActionType.CONDENSATION:
+        if isinstance(event, CondensationAction):
             forgotten |= _forgotten(event)
             latest = event
-    kept = [e for e in events if e.id not in forgotten and e.action != ActionType.CONDENSATION]
-    if latest is not None and (latest.args or {}).get("summary"):
+    kept = [e for e in events if e.id not in forgotten and not isinstance(e, CondensationAction)]
+    if latest is not None and latest.summary:
         kept.insert(_head_length(kept), latest)
     return kept
 
@@ -113,22 +120,18 @@ def _head_length(events: Sequence[Event]) -> int:
 
 
 def _counts(event: Event) -> bool:
-    return event.observation != ObservationType.AGENT_STATE_CHANGED
+    return not isinstance(event, AgentStateChangedObservation)
 
 
-def condensation_action(forget: Sequence[Event], summary: str, offset: int) -> Event:
-    return Event(
+def condensation_action(forget: Sequence[Event], summary: str, offset: int) -> CondensationAction:
+    return CondensationAction(
         timestamp=now_iso(),
         source=EventSource.AGENT,
         message=f"Summarised {len(forget)} earlier events.",
-        action=ActionType.CONDENSATION,
-        args={
-            "forgotten_event_ids": None,
-            "forgotten_events_start_id": forget[0].id,
-            "forgotten_events_end_id": forget[-1].id,
-            "summary": summary,
-            "summary_offset": offset,
-        },
+        forgotten_events_start_id=forget[0].id,
+        forgotten_events_end_id=forget[-1].id,
+        summary=summary,
+        summary_offset=offset,
     )
 
 
@@ -158,6 +161,11 @@ class Condenser:
         self._window: int | None = config.max_input_tokens
         self._looked_up = config.max_input_tokens is not None or config.context_window is None
 
+    @property
+    def known_window(self) -> int:
+        """The model's context window when known already (no lookup), else 0."""
+        return self._window or 0
+
     async def _context_window(self) -> int | None:
         if not self._looked_up and self.config.context_window is not None:
             self._looked_up = True
@@ -180,7 +188,7 @@ class Condenser:
     def split(self, events: Sequence[Event]) -> tuple[int, list[Event]] | None:
         """(summary offset, events to forget), or None when nothing can be forgotten."""
         head = _head_length(events)
-        rest = [e for e in events[head:] if e.action != ActionType.CONDENSATION]
+        rest = [e for e in events[head:] if not isinstance(e, CondensationAction)]
         visible = [e for e in rest if _counts(e)]
         keep = len(visible) // 2
         if self.config.max_events is not None:
@@ -191,7 +199,7 @@ class Condenser:
             cut -= 1
             kept += _counts(rest[cut])
         # start the kept part at an action, not at an observation cut from its action
-        while cut > 0 and rest[cut].observation is not None and rest[cut].tool_call_metadata:
+        while cut > 0 and isinstance(rest[cut], Observation) and rest[cut].tool_call_metadata:
             cut -= 1
         forget = rest[:cut]
         return (head, forget) if forget else None
@@ -204,8 +212,8 @@ class Condenser:
         if split is None:
             return None
         offset, forget = split
-        previous = next((e for e in events if e.action == ActionType.CONDENSATION), None)
-        previous_summary = str((previous.args or {}).get("summary", "")) if previous else ""
+        previous = next((e for e in events if isinstance(e, CondensationAction)), None)
+        previous_summary = (previous.summary or "") if previous else ""
         prompt = (
             f"<PREVIOUS_SUMMARY>\n{previous_summary or '(none)'}\n</PREVIOUS_SUMMARY>\n\n"
             f"<EVENTS>\n{_render(forget)}\n</EVENTS>\n\n"

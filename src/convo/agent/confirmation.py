@@ -21,58 +21,64 @@ recovery skips it) and a restarted loop finds it again with ``pending_action``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from convo.domain.events import ActionType, Event, EventSource, ObservationType, now_iso
+from convo.domain.events import (
+    CONFIRMABLE,
+    CmdRunAction,
+    Event,
+    EventSource,
+    FileEditAction,
+    MCPAction,
+    MessageAction,
+    UserRejectObservation,
+    confirmation_state,
+    now_iso,
+)
 
 AWAITING = "awaiting_confirmation"
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
-_GUARDED_ACTIONS = {ActionType.RUN, ActionType.EDIT, ActionType.MCP}
+_GUARDED_ACTIONS = (CmdRunAction, FileEditAction, MCPAction)
 
 
 def needs_confirmation(action: Event, confirmation_mode: bool) -> bool:
-    return confirmation_mode and action.action in _GUARDED_ACTIONS
-
-
-def confirmation_state(event: Event) -> str | None:
-    value = (event.args or {}).get("confirmation_state")
-    return str(value) if value is not None else None
+    return confirmation_mode and isinstance(action, _GUARDED_ACTIONS)
 
 
 def with_state(action: Event, state: str) -> Event:
     """A copy of the action (not stored: no id) in confirmation state ``state``."""
-    args = dict(action.args or {}) | {"confirmation_state": state}
+    update: dict[str, Any] = {"id": -1, "timestamp": now_iso(), "confirmation_state": state}
     if state != AWAITING:
-        args["thought"] = ""  # the thought was shown with the awaiting action already
-    return action.model_copy(update={"id": -1, "timestamp": now_iso(), "args": args})
+        update["thought"] = ""  # the thought was shown with the awaiting action already
+    if not isinstance(action, CONFIRMABLE):
+        raise TypeError(f"A {action.action} action has no confirmation state")
+    return action.model_copy(update=update)
 
 
-def rejection(action: Event, reason: str) -> Event:
+def rejection(action: Event, reason: str) -> UserRejectObservation:
     """The ``user_rejected`` observation answering a rejected action."""
     content = f"Action has been rejected by the user! Reason: {reason}"
-    return Event(
+    return UserRejectObservation(
         timestamp=now_iso(),
         source=EventSource.USER,
         message=content,
         cause=action.id if action.id >= 0 else None,
-        observation=ObservationType.USER_REJECTED,
         content=content,
-        extras={},
         tool_call_metadata=action.tool_call_metadata,
     )
 
 
 def _call_id(event: Event) -> str | None:
-    metadata = event.tool_call_metadata or {}
-    value = metadata.get("tool_call_id")
-    return str(value) if value else None
+    metadata = event.tool_call_metadata
+    return metadata.tool_call_id or None if metadata is not None else None
 
 
 def pending_action(history: Sequence[Event]) -> Event | None:
     """The last action still awaiting confirmation (no decided copy after it), if any."""
     decided: set[str] = set()
     for event in reversed(history):
-        if event.source != EventSource.AGENT or event.action not in _GUARDED_ACTIONS:
+        if event.source != EventSource.AGENT or not isinstance(event, _GUARDED_ACTIONS):
             continue
         state, call_id = confirmation_state(event), _call_id(event)
         if state in (CONFIRMED, REJECTED) and call_id:
@@ -89,7 +95,7 @@ def waiting_on_restart(history: Sequence[Event]) -> tuple[Event | None, bool]:
     if pending is None:
         return None, False
     newer = any(
-        e.action == ActionType.MESSAGE and e.source == EventSource.USER and e.id > pending.id
+        isinstance(e, MessageAction) and e.source == EventSource.USER and e.id > pending.id
         for e in history
     )
     return pending, newer

@@ -34,7 +34,6 @@ from convo.agent.failures import (
     ERROR_UNEXPECTED,
     llm_error_message,
 )
-from convo.agent.file_write import WRITE
 from convo.agent.mcp_tools import McpTools
 from convo.agent.metrics import LLMMetrics
 from convo.agent.microagents import recall
@@ -54,10 +53,17 @@ from convo.agent.tools import (
 )
 from convo.domain.conversation import AgentState
 from convo.domain.events import (
-    ActionType,
+    AgentFinishAction,
+    ChangeAgentStateAction,
+    CmdRunAction,
     Event,
     EventSource,
+    FileEditAction,
+    FileReadAction,
+    FileWriteAction,
+    MessageAction,
     agent_state_changed,
+    confirmation_state,
     error_observation,
     message_action,
 )
@@ -73,7 +79,7 @@ EventSink = Callable[[Event], Awaitable[Event]]
 
 _STOPPING_STATES = {AgentState.PAUSED.value, AgentState.STOPPED.value}
 _DECISIONS = {AgentState.USER_CONFIRMED.value, AgentState.USER_REJECTED.value}
-_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT, WRITE}
+_USER_ACTIONS = (CmdRunAction, FileReadAction, FileEditAction, FileWriteAction)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class AgentConfig:
     confirmation_mode: bool = False  # shell and edit actions wait for the user's confirmation
     condenser: CondenserConfig = field(default_factory=CondenserConfig)
     vision: bool = True  # the model takes images (user messages' images as image parts)
+    llm_model: str = ""  # named in llm_metrics
 
 
 class Agent:
@@ -116,7 +123,9 @@ class Agent:
             command_timeout_seconds=config.command_timeout_seconds,
             mcp=mcp,
         )
-        self._metrics = LLMMetrics.from_history(self._history, config.max_budget_per_task)
+        self._metrics = LLMMetrics.from_history(
+            self._history, config.max_budget_per_task, config.llm_model
+        )
         self._iterations = iterations_since_user(self._history)
         self._budget_limit = config.max_budget_per_task
         self._system_prompt: str | None = None
@@ -255,13 +264,13 @@ class Agent:
             await self._recall(event)
             await self._set_state(AgentState.RUNNING)
             return
-        if event.source == EventSource.USER and event.action in _USER_ACTIONS:
+        if event.source == EventSource.USER and isinstance(event, _USER_ACTIONS):
             await self._user_action(event)
             return
-        if event.action != ActionType.CHANGE_AGENT_STATE:
+        if not isinstance(event, ChangeAgentStateAction):
             logger.debug("Agent ignores a %s event from the inbox", event.action)
             return
-        target = str((event.args or {}).get("agent_state", ""))
+        target = event.agent_state
         if target in _STOPPING_STATES:
             await self._set_state(AgentState(target))
         elif self._pending is not None and target in _DECISIONS:
@@ -314,8 +323,8 @@ class Agent:
         )
 
     async def _condensed(self, action: Event, response: LLMResponse) -> None:
-        self._metrics.add(response)
-        await self._emit(action.model_copy(update={"llm_metrics": self._metrics.to_wire()}))
+        self._metrics.add(response, self._condenser.known_window)
+        await self._emit(action.model_copy(update={"llm_metrics": self._metrics.snapshot()}))
 
     def _tool_specs(self) -> list[dict[str, Any]]:
         """The built-in tools, then the MCP servers' tools."""
@@ -347,7 +356,7 @@ class Agent:
             await self._fail(*llm_error_message(exc))
             return
         self._iterations += 1
-        self._metrics.add(response)
+        self._metrics.add(response, self._condenser.known_window)
         if not response.tool_calls:
             await self._answer(response)
             return
@@ -376,7 +385,7 @@ class Agent:
             )
             return
         message = message_action(response.content, EventSource.AGENT, wait_for_response=True)
-        await self._emit(message.model_copy(update={"llm_metrics": self._metrics.to_wire()}))
+        await self._emit(message.model_copy(update={"llm_metrics": self._metrics.snapshot()}))
         await self._set_state(AgentState.AWAITING_USER_INPUT)
 
     async def _handle_call(self, call: ToolCall, response: LLMResponse, thought: str) -> bool:
@@ -398,12 +407,12 @@ class Agent:
                 )
             )
             return False
-        action = action.model_copy(update={"llm_metrics": self._metrics.to_wire()})
+        action = action.model_copy(update={"llm_metrics": self._metrics.snapshot()})
         if confirmation.needs_confirmation(action, self.config.confirmation_mode):
             self._pending = await self._emit(confirmation.with_state(action, confirmation.AWAITING))
             return False
         stored = await self._emit(action)
-        if stored.action == ActionType.FINISH:
+        if isinstance(stored, AgentFinishAction):
             return True
         await self._execute(stored, call.name)
         return False
@@ -425,7 +434,7 @@ class Agent:
         """Carry out a user's run/read/edit (the web terminal's commands); the agent is not
         asked to act on it. In confirmation mode it waits like the agent's actions; while
         an action already waits, the user's is refused."""
-        if confirmation.confirmation_state(action) != confirmation.AWAITING:
+        if confirmation_state(action) != confirmation.AWAITING:
             await self._execute(action, str(action.action))
             return
         if self._pending is not None:
@@ -490,4 +499,4 @@ class Agent:
 
 
 def _is_user_message(event: Event) -> bool:
-    return event.action == ActionType.MESSAGE and event.source == EventSource.USER
+    return isinstance(event, MessageAction) and event.source == EventSource.USER

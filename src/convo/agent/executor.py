@@ -10,9 +10,29 @@ from typing import Any, Protocol
 
 from convo.agent.editor import FileEditor
 from convo.agent.failures import ERROR_TOOL_FAILED
-from convo.agent.file_write import WRITE, write_file
+from convo.agent.file_write import write_file
 from convo.agent.mcp_tools import McpTools
-from convo.domain.events import ActionType, Event, EventSource, ObservationType, now_iso
+from convo.domain.events import (
+    AgentThinkAction,
+    AgentThinkObservation,
+    CmdOutputMetadata,
+    CmdOutputObservation,
+    CmdRunAction,
+    ErrorObservation,
+    Event,
+    EventSource,
+    FileEditAction,
+    FileEditObservation,
+    FileReadAction,
+    FileReadObservation,
+    FileWriteAction,
+    FileWriteObservation,
+    MCPAction,
+    MCPObservation,
+    Observation,
+    ToolCallMetadata,
+    now_iso,
+)
 from convo.errors import SandboxError, ToolServerError
 from convo.runtime.base import CommandResult, Sandbox
 
@@ -55,32 +75,19 @@ def default_editor(sandbox: Sandbox) -> Editor:
 
 
 # --- observation constructors ----------------------------------------------------------------
-def _observation(
-    kind: ObservationType,
-    content: str,
-    extras: dict[str, Any],
-    *,
-    action: Event | None,
-    message: str = "",
-    success: bool | None = None,
-    tool_call_metadata: dict[str, Any] | None = None,
-) -> Event:
-    return Event(
-        timestamp=now_iso(),
-        source=EventSource.AGENT,
-        message=message,
-        cause=action.id if action is not None and action.id >= 0 else None,
-        observation=kind,
-        content=content,
-        extras=extras,
-        success=success,
-        tool_call_metadata=tool_call_metadata
-        or (action.tool_call_metadata if action is not None else None),
-    )
+def _common(action: Event | None, message: str = "") -> dict[str, Any]:
+    """The fields every observation answering ``action`` shares."""
+    return {
+        "timestamp": now_iso(),
+        "source": EventSource.AGENT,
+        "message": message,
+        "cause": action.id if action is not None and action.id >= 0 else None,
+        "tool_call_metadata": action.tool_call_metadata if action is not None else None,
+    }
 
 
-def run_observation(action: Event, result: CommandResult) -> Event:
-    command = str((action.args or {}).get("command", ""))
+def run_observation(action: CmdRunAction, result: CommandResult) -> CmdOutputObservation:
+    command = action.command
     if result.timed_out:
         suffix = (
             "\n[The command timed out and was interrupted. Run long commands in the "
@@ -88,79 +95,55 @@ def run_observation(action: Event, result: CommandResult) -> Event:
         )
     else:
         suffix = f"\n[The command completed with exit code {result.exit_code}.]"
-    metadata = {
-        "exit_code": result.exit_code,
-        "pid": -1,
-        "username": None,
-        "hostname": None,
-        "working_dir": result.working_dir,
-        "py_interpreter_path": None,
-        "prefix": "",
-        "suffix": suffix,
-    }
-    return _observation(
-        ObservationType.RUN,
-        result.output,
-        {"command": command, "metadata": metadata, "hidden": False},
-        action=action,
+    return CmdOutputObservation(
+        **_common(action, f"Command `{command}` executed with exit code {result.exit_code}."),
+        content=result.output,
+        command=command,
+        metadata=CmdOutputMetadata(
+            exit_code=result.exit_code, working_dir=result.working_dir, suffix=suffix
+        ),
         success=result.exit_code == 0 and not result.timed_out,
-        message=f"Command `{command}` executed with exit code {result.exit_code}.",
     )
 
 
-def read_observation(action: Event, content: str) -> Event:
-    path = str((action.args or {}).get("path", ""))
-    return _observation(
-        ObservationType.READ,
-        content,
-        {"path": path, "impl_source": "oh_aci"},
-        action=action,
-        message=f"I read the file {path}.",
+def read_observation(action: FileReadAction | FileEditAction, content: str) -> FileReadObservation:
+    return FileReadObservation(
+        **_common(action, f"I read the file {action.path}."),
+        content=content,
+        path=action.path,
+        impl_source="oh_aci",
     )
 
 
-def edit_observation(action: Event, result: EditorResult) -> Event:
-    path = str((action.args or {}).get("path", ""))
-    extras = {
-        "path": path,
-        "prev_exist": result.old_content is not None,
-        "old_content": result.old_content,
-        "new_content": result.new_content,
-        "impl_source": "oh_aci",
-        "diff": result.diff,
-    }
-    return _observation(
-        ObservationType.EDIT,
-        result.content,
-        extras,
-        action=action,
-        message=f"I edited the file {path}.",
+def edit_observation(action: FileEditAction, result: EditorResult) -> FileEditObservation:
+    return FileEditObservation(
+        **_common(action, f"I edited the file {action.path}."),
+        content=result.content,
+        path=action.path,
+        prev_exist=result.old_content is not None,
+        old_content=result.old_content,
+        new_content=result.new_content,
+        impl_source="oh_aci",
+        diff=result.diff,
     )
 
 
-def write_observation(action: Event) -> Event:
+def write_observation(action: FileWriteAction) -> FileWriteObservation:
     """OpenHands' answer to a file write: no content, the path in ``extras``."""
-    path = str((action.args or {}).get("path", ""))
-    return Event(
-        timestamp=now_iso(),
-        source=EventSource.AGENT,
-        message=f"I wrote to the file {path}.",
-        cause=action.id if action.id >= 0 else None,
-        observation=WRITE,
-        content="",
-        extras={"path": path},
+    return FileWriteObservation(
+        **_common(action, f"I wrote to the file {action.path}."), path=action.path
     )
 
 
-def mcp_observation(action: Event, content: str) -> Event:
+def mcp_observation(action: MCPAction, content: str) -> MCPObservation:
     """OpenHands' MCPObservation: the result's text, with the tool's name and arguments."""
-    args = action.args or {}
-    extras = {"name": str(args.get("name", "")), "arguments": args.get("arguments") or {}}
-    return _observation(ObservationType.MCP, content, extras, action=action, message=content)
+    return MCPObservation(
+        **_common(action, content), content=content, name=action.name, arguments=action.arguments
+    )
 
 
-def think_observation(action: Event) -> Event:
-    return _observation(ObservationType.THINK, "Your thought has been logged.", {}, action=action)
+def think_observation(action: AgentThinkAction) -> AgentThinkObservation:
+    return AgentThinkObservation(**_common(action), content="Your thought has been logged.")
 
 
 def tool_error(
@@ -168,17 +151,13 @@ def tool_error(
     *,
     error_id: str,
     action: Event | None = None,
-    tool_call_metadata: dict[str, Any] | None = None,
-) -> Event:
+    tool_call_metadata: ToolCallMetadata | None = None,
+) -> ErrorObservation:
     """An error observation answering a tool call (so the model sees it as the call's result)."""
-    return _observation(
-        ObservationType.ERROR,
-        content,
-        {"error_id": error_id},
-        action=action,
-        message=content,
-        tool_call_metadata=tool_call_metadata,
-    )
+    common = _common(action, content)
+    if tool_call_metadata is not None:
+        common["tool_call_metadata"] = tool_call_metadata
+    return ErrorObservation(**common, content=content, error_id=error_id)
 
 
 # --- execution -------------------------------------------------------------------------------
@@ -205,18 +184,18 @@ class ActionExecutor:
             self._editor = default_editor(self.sandbox)
         return self._editor
 
-    async def execute(self, action: Event) -> Event:
+    async def execute(self, action: Event) -> Observation:
         """The observation for a stored action. Sandbox failures become error observations."""
         try:
-            if action.action == ActionType.RUN:
+            if isinstance(action, CmdRunAction):
                 return await self._run(action)
-            if action.action in (ActionType.READ, ActionType.EDIT):
+            if isinstance(action, FileReadAction | FileEditAction):
                 return await self._edit(action)
-            if action.action == WRITE:
+            if isinstance(action, FileWriteAction):
                 return await self._write(action)
-            if action.action == ActionType.THINK:
+            if isinstance(action, AgentThinkAction):
                 return think_observation(action)
-            if action.action == ActionType.MCP:
+            if isinstance(action, MCPAction):
                 return await self._mcp(action)
         except SandboxError as exc:
             return tool_error(f"The tool failed: {exc}", error_id=ERROR_TOOL_FAILED, action=action)
@@ -226,57 +205,50 @@ class ActionExecutor:
             action=action,
         )
 
-    async def _run(self, action: Event) -> Event:
-        args = action.args or {}
+    async def _run(self, action: CmdRunAction) -> Observation:
         result = await self.sandbox.run(
-            str(args.get("command", "")),
+            action.command,
             timeout=action.timeout or self.command_timeout_seconds,
-            is_input=bool(args.get("is_input", False)),
+            is_input=action.is_input,
         )
         return run_observation(action, result)
 
-    async def _write(self, action: Event) -> Event:
-        args = action.args or {}
-        start, end = args.get("start", 0), args.get("end", -1)
+    async def _write(self, action: FileWriteAction) -> Observation:
         error = await write_file(
-            self.sandbox,
-            str(args.get("path", "")),
-            str(args.get("content", "")),
-            start if isinstance(start, int) else 0,
-            end if isinstance(end, int) else -1,
+            self.sandbox, action.path, action.content, action.start, action.end
         )
         if error is not None:
             return tool_error(error, error_id=ERROR_TOOL_FAILED, action=action)
         return write_observation(action)
 
-    async def _mcp(self, action: Event) -> Event:
-        args = action.args or {}
-        name = str(args.get("name", ""))
-        arguments = args.get("arguments")
+    async def _mcp(self, action: MCPAction) -> Observation:
+        name = action.name
         try:
             if self.mcp is None or name not in self.mcp.names:
                 raise ToolServerError(f"No MCP server offers a tool named {name!r} now")
-            content = await self.mcp.call(name, arguments if isinstance(arguments, dict) else {})
+            content = await self.mcp.call(name, action.arguments)
         except ToolServerError as exc:
             return tool_error(
                 f"MCP {name} failed: {exc}", error_id=ERROR_TOOL_FAILED, action=action
             )
         return mcp_observation(action, content)
 
-    async def _edit(self, action: Event) -> Event:
-        args = action.args or {}
-        command = "view" if action.action == ActionType.READ else str(args.get("command"))
-        result = await self.editor(
-            command=command,
-            path=str(args.get("path", "")),
-            file_text=args.get("file_text"),
-            old_str=args.get("old_str"),
-            new_str=args.get("new_str"),
-            insert_line=args.get("insert_line"),
-            view_range=args.get("view_range"),
-        )
+    async def _edit(self, action: FileReadAction | FileEditAction) -> Observation:
+        if isinstance(action, FileReadAction):
+            result = await self.editor(
+                command="view", path=action.path, view_range=action.view_range
+            )
+        else:
+            result = await self.editor(
+                command=action.command,
+                path=action.path,
+                file_text=action.file_text,
+                old_str=action.old_str,
+                new_str=action.new_str,
+                insert_line=action.insert_line,
+            )
         if not result.success:
             return tool_error(result.content, error_id=ERROR_TOOL_FAILED, action=action)
-        if result.kind == "read":
+        if isinstance(action, FileReadAction) or result.kind == "read":
             return read_observation(action, result.content)
         return edit_observation(action, result)

@@ -21,11 +21,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from convo.agent.failures import AGENT_ERROR_PREFIX
-from convo.agent.file_write import WRITE
 from convo.agent.microagents import recall_text
-from convo.domain.events import ActionType, Event, EventSource, ObservationType
+from convo.domain.events import (
+    CmdOutputObservation,
+    CmdRunAction,
+    CondensationAction,
+    ErrorObservation,
+    Event,
+    EventSource,
+    FileEditAction,
+    FileReadAction,
+    FileWriteAction,
+    MessageAction,
+    Observation,
+    RecallObservation,
+    ToolCallMetadata,
+)
 
-_USER_ACTIONS = {ActionType.RUN, ActionType.READ, ActionType.EDIT, WRITE}
+_USER_ACTIONS = (CmdRunAction, FileReadAction, FileEditAction, FileWriteAction)
 _FINISHED_PLACEHOLDER = "The task was marked as finished."
 _MISSING_PLACEHOLDER = "The tool call was not executed (interrupted)."
 _SUMMARY_TEMPLATE = (
@@ -36,30 +49,26 @@ _SUMMARY_TEMPLATE = (
 
 def observation_text(observation: Event) -> str:
     """An observation as the model reads it."""
-    content = observation.content or ""
-    extras = observation.extras or {}
-    if observation.observation == ObservationType.RUN:
-        metadata = extras.get("metadata") or {}
-        suffix = str(metadata.get("suffix") or "")
-        working_dir = metadata.get("working_dir")
-        text = f"{content}{suffix}"
+    content = observation.content if isinstance(observation, Observation) else ""
+    if isinstance(observation, CmdOutputObservation):
+        working_dir = observation.metadata.working_dir
+        text = f"{content}{observation.metadata.suffix}"
         if working_dir:
             text += f"\n[Current working directory: {working_dir}]"
         return text
-    if observation.observation == ObservationType.ERROR:
+    if isinstance(observation, ErrorObservation):
         return f"ERROR: {content}"
     return content
 
 
-def _user_message(event: Event, vision: bool) -> dict[str, Any]:
+def _user_message(event: MessageAction, vision: bool) -> dict[str, Any]:
     """The user's text, the files they attached (by path, where the text does not name them
     already) and their images: image parts for a model that takes images, else a note."""
-    args = event.args or {}
-    text = str(args.get("content", event.message))
-    files = [str(url) for url in args.get("file_urls") or [] if str(url) not in text]
+    text = event.content
+    files = [str(url) for url in event.file_urls or [] if str(url) not in text]
     if files:
         text += "\n\nFiles the user attached: " + ", ".join(files)
-    images = [str(url) for url in args.get("image_urls") or []]
+    images = [str(url) for url in event.image_urls or []]
     if images and not vision:
         text += f"\n\n[The user attached {len(images)} image(s); this model cannot view images.]"
     if not images or not vision:
@@ -69,13 +78,12 @@ def _user_message(event: Event, vision: bool) -> dict[str, Any]:
     return {"role": "user", "content": parts}
 
 
-def _response_key(metadata: dict[str, Any]) -> str:
-    response = metadata.get("model_response") or {}
-    return str(response.get("id") or metadata.get("tool_call_id", ""))
+def _response_key(metadata: ToolCallMetadata) -> str:
+    return str(metadata.model_response.get("id") or metadata.tool_call_id)
 
 
-def _assistant_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    response = metadata.get("model_response") or {}
+def _assistant_from_metadata(metadata: ToolCallMetadata) -> dict[str, Any]:
+    response = metadata.model_response
     choices = response.get("choices") or [{}]
     stored = choices[0].get("message") or {}
     message: dict[str, Any] = {"role": "assistant", "content": stored.get("content")}
@@ -83,9 +91,9 @@ def _assistant_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     if not calls:  # an event from elsewhere without the full response: rebuild its one call
         calls = [
             {
-                "id": metadata.get("tool_call_id", ""),
+                "id": metadata.tool_call_id,
                 "type": "function",
-                "function": {"name": metadata.get("function_name", ""), "arguments": "{}"},
+                "function": {"name": metadata.function_name, "arguments": "{}"},
             }
         ]
     message["tool_calls"] = calls
@@ -96,9 +104,9 @@ def _tool_results(events: Sequence[Event]) -> dict[str, Event]:
     results: dict[str, Event] = {}
     for event in events:
         metadata = event.tool_call_metadata
-        if event.observation is None or not metadata:
+        if not isinstance(event, Observation) or metadata is None:
             continue
-        results.setdefault(str(metadata.get("tool_call_id", "")), event)
+        results.setdefault(metadata.tool_call_id, event)
     return results
 
 
@@ -120,32 +128,31 @@ def _tool_messages(assistant: dict[str, Any], results: dict[str, Event]) -> list
 
 def _plain_message(event: Event, vision: bool) -> dict[str, Any] | None:
     """The message for an event outside any tool call, or None if the model need not see it."""
-    if event.action == ActionType.MESSAGE:
+    if isinstance(event, MessageAction):
         if event.source == EventSource.USER:
             return _user_message(event, vision)
-        return {"role": "assistant", "content": str((event.args or {}).get("content", ""))}
-    if event.action == ActionType.CONDENSATION:
-        summary = str((event.args or {}).get("summary") or "")
+        return {"role": "assistant", "content": event.content}
+    if isinstance(event, CondensationAction):
+        summary = event.summary or ""
         return {"role": "user", "content": _SUMMARY_TEMPLATE.format(summary=summary)}
-    if event.observation == ObservationType.RECALL:
+    if isinstance(event, RecallObservation):
         text = recall_text(event)
         return {"role": "user", "content": text} if text else None
-    if event.observation == ObservationType.ERROR:
-        error_id = str((event.extras or {}).get("error_id", ""))
-        if error_id.startswith(AGENT_ERROR_PREFIX):
-            return {"role": "user", "content": f"ERROR: {event.content or event.message}"}
+    if isinstance(event, ErrorObservation) and event.error_id.startswith(AGENT_ERROR_PREFIX):
+        return {"role": "user", "content": f"ERROR: {event.content or event.message}"}
     return None
 
 
 def _user_action_text(event: Event) -> str:
-    args = event.args or {}
-    if event.action == ActionType.RUN:
-        return f"User executed the command:\n{args.get('command', '')}"
-    if event.action == ActionType.READ:
-        return f"User read the file {args.get('path', '')}"
-    if event.action == WRITE:
-        return f"User wrote the file {args.get('path', '')}"
-    return f"User edited the file {args.get('path', '')} ({args.get('command', '')})"
+    if isinstance(event, CmdRunAction):
+        return f"User executed the command:\n{event.command}"
+    if isinstance(event, FileReadAction):
+        return f"User read the file {event.path}"
+    if isinstance(event, FileWriteAction):
+        return f"User wrote the file {event.path}"
+    if isinstance(event, FileEditAction):
+        return f"User edited the file {event.path} ({event.command})"
+    return f"User action: {event.action}"
 
 
 def _user_actions(events: Sequence[Event]) -> set[int]:
@@ -154,8 +161,8 @@ def _user_actions(events: Sequence[Event]) -> set[int]:
         e.id
         for e in events
         if e.source == EventSource.USER
-        and e.action in _USER_ACTIONS
-        and (e.args or {}).get("confirmation_state") == "confirmed"
+        and isinstance(e, _USER_ACTIONS)
+        and e.confirmation_state == "confirmed"
     }
 
 
@@ -175,7 +182,7 @@ def build_messages(
         if event.id in by_user and event.id >= 0:
             messages.append({"role": "user", "content": _user_action_text(event)})
             continue
-        if event.observation is not None and event.cause in by_user:
+        if isinstance(event, Observation) and event.cause in by_user:
             text = observation_text(event)
             messages.append({"role": "user", "content": f"Observed result:\n{text}"})
             continue
@@ -199,6 +206,6 @@ def since_last_user_message(events: Sequence[Event]) -> list[Event]:
     """The events after the last user message (all of them if there is none)."""
     for index in range(len(events) - 1, -1, -1):
         event = events[index]
-        if event.action == ActionType.MESSAGE and event.source == EventSource.USER:
+        if isinstance(event, MessageAction) and event.source == EventSource.USER:
             return list(events[index + 1 :])
     return list(events)

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from convo.domain.events import Event, EventSource, ObservationType, now_iso
+from convo.domain.events import (
+    Event,
+    EventSource,
+    MessageAction,
+    MicroagentKnowledge,
+    RecallObservation,
+    now_iso,
+)
 from convo.errors import SandboxError
 from convo.runtime.workspace import Workspace
 
@@ -200,45 +207,44 @@ def triggered(microagents: Sequence[Microagent], text: str) -> list[tuple[Microa
     return matches
 
 
-def recall_observation(matches: Sequence[tuple[Microagent, str]], cause: int) -> Event:
+def recall_observation(matches: Sequence[tuple[Microagent, str]], cause: int) -> RecallObservation:
     """The ``recall`` observation answering a user message with the knowledge it triggered."""
     names = ", ".join(agent.name for agent, _ in matches)
-    return Event(
+    return RecallObservation(
         timestamp=now_iso(),
         source=EventSource.ENVIRONMENT,
         message=f"Added microagent knowledge: {names}",
         cause=cause if cause >= 0 else None,
-        observation=ObservationType.RECALL,
         content="Added microagent knowledge",
-        extras={
-            "recall_type": "knowledge",
-            "microagent_knowledge": [
-                {"name": agent.name, "trigger": trigger, "content": agent.content}
-                for agent, trigger in matches
-            ],
-        },
+        recall_type="knowledge",
+        microagent_knowledge=[
+            MicroagentKnowledge(name=agent.name, trigger=trigger, content=agent.content)
+            for agent, trigger in matches
+        ],
     )
 
 
-def recall_text(event: Event) -> str:
+def recall_text(event: RecallObservation) -> str:
     """A recall observation as the LLM reads it (OpenHands' EXTRA_INFO wording)."""
     parts = []
-    for item in (event.extras or {}).get("microagent_knowledge") or []:
+    for item in event.microagent_knowledge:
         parts.append(
             "<EXTRA_INFO>\n"
             f"The following information has been included based on a keyword match for "
-            f'"{item.get("trigger", "")}". It may or may not be relevant to the user\'s request.'
-            f"\n\n{str(item.get('content', '')).strip()}\n</EXTRA_INFO>"
+            f'"{item.trigger}". It may or may not be relevant to the user\'s request.'
+            f"\n\n{item.content.strip()}\n</EXTRA_INFO>"
         )
     return "\n\n".join(parts)
 
 
-def recall(workspace: Workspace, message: Event, history: Sequence[Event] = ()) -> Event | None:
+def recall(
+    workspace: Workspace, message: Event, history: Sequence[Event] = ()
+) -> RecallObservation | None:
     """The recall observation for a stored user message, or None when it triggers nothing
     (or was answered already: ``history`` holds a recall caused by it)."""
-    if any(e.observation == ObservationType.RECALL and e.cause == message.id for e in history):
+    if any(isinstance(e, RecallObservation) and e.cause == message.id for e in history):
         return None
-    text = str((message.args or {}).get("content", message.message))
+    text = message.content if isinstance(message, MessageAction) else message.message
     agents = [m for m in load_microagents(workspace) if m.type == "knowledge"]
     matches = triggered(agents, text)
     return recall_observation(matches, message.id) if matches else None

@@ -8,15 +8,22 @@ from typing import Literal
 
 from convo.agent.history import since_last_user_message
 from convo.domain.conversation import AgentState
-from convo.domain.events import ActionType, Event, EventSource, ObservationType
+from convo.domain.events import (
+    AgentFinishAction,
+    AgentStateChangedObservation,
+    AgentThinkAction,
+    CmdRunAction,
+    Event,
+    EventSource,
+    FileEditAction,
+    FileReadAction,
+    MCPAction,
+    MessageAction,
+    Observation,
+    confirmation_state,
+)
 
-EXECUTABLE_ACTIONS = {
-    ActionType.RUN,
-    ActionType.READ,
-    ActionType.EDIT,
-    ActionType.THINK,
-    ActionType.MCP,
-}
+EXECUTABLE_ACTIONS = (CmdRunAction, FileReadAction, FileEditAction, AgentThinkAction, MCPAction)
 # States in which the agent had handed the turn back to the user.
 _TURN_ENDING_STATES = {
     AgentState.AWAITING_USER_INPUT,
@@ -30,16 +37,16 @@ _TURN_ENDING_STATES = {
 
 def interrupted_actions(history: Sequence[Event]) -> list[Event]:
     """Agent actions that were stored but never got an observation (the loop died mid-way)."""
-    answered = {e.cause for e in history if e.observation is not None and e.cause is not None}
+    answered = {e.cause for e in history if isinstance(e, Observation) and e.cause is not None}
     return [
         e
         for e in history
         if e.source == EventSource.AGENT
-        and e.action in EXECUTABLE_ACTIONS
+        and isinstance(e, EXECUTABLE_ACTIONS)
         and e.id >= 0
         and e.id not in answered
         # an action awaiting confirmation never runs itself (its decided copy does)
-        and (e.args or {}).get("confirmation_state") != "awaiting_confirmation"
+        and confirmation_state(e) != "awaiting_confirmation"
     ]
 
 
@@ -54,7 +61,7 @@ class JournalView:
         """What happened to ``action``'s command: it finished (with this observation), it was
         cut off while running, or it never started. Without a record of it: cut off."""
         found = self.results.get(action.id)
-        if found is not None and found.observation is not None and found.cause == action.id:
+        if found is not None and isinstance(found, Observation) and found.cause == action.id:
             return "finished", found
         if self.started is not None and action.id > self.started:
             return "not_started", action
@@ -62,21 +69,17 @@ class JournalView:
 
 
 def _ends_turn(event: Event) -> bool:
-    if event.source == EventSource.AGENT and event.action in (
-        ActionType.MESSAGE,
-        ActionType.FINISH,
-    ):
+    if event.source == EventSource.AGENT and isinstance(event, MessageAction | AgentFinishAction):
         return True
-    if event.observation == ObservationType.AGENT_STATE_CHANGED:
-        state = (event.extras or {}).get("agent_state")
-        return state in {s.value for s in _TURN_ENDING_STATES}
+    if isinstance(event, AgentStateChangedObservation):
+        return event.agent_state in {s.value for s in _TURN_ENDING_STATES}
     return False
 
 
 def unanswered(history: Sequence[Event]) -> bool:
     """Whether the last user message still waits for the agent (its turn never ended)."""
     for event in reversed(history):
-        if event.action == ActionType.MESSAGE and event.source == EventSource.USER:
+        if isinstance(event, MessageAction) and event.source == EventSource.USER:
             return True
         if _ends_turn(event):
             return False
@@ -89,12 +92,8 @@ def iterations_since_user(history: Sequence[Event]) -> int:
     messages = 0
     for event in since_last_user_message(history):
         metadata = event.tool_call_metadata
-        if metadata:
-            responses.add(
-                str(
-                    (metadata.get("model_response") or {}).get("id") or metadata.get("tool_call_id")
-                )
-            )
-        elif event.source == EventSource.AGENT and event.action == ActionType.MESSAGE:
+        if metadata is not None:
+            responses.add(str(metadata.model_response.get("id") or metadata.tool_call_id))
+        elif event.source == EventSource.AGENT and isinstance(event, MessageAction):
             messages += 1
     return len(responses) + messages

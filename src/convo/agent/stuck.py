@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from convo.agent.history import since_last_user_message
-from convo.domain.events import ActionType, Event, EventSource, ObservationType
+from convo.domain.events import (
+    Action,
+    CmdOutputObservation,
+    CondensationAction,
+    ErrorObservation,
+    Event,
+    EventSource,
+    MessageAction,
+    Observation,
+    ToolCallMetadata,
+)
 
 REPEATED_PAIR = "the same action and observation repeated 4 times"
 REPEATED_ERROR = "the same action failed with an error 3 times"
@@ -36,39 +46,40 @@ class Step:
     is_error: bool
 
 
-def _action_key(action: Event) -> str:
-    args = {k: v for k, v in (action.args or {}).items() if k != "thought"}
+def _action_key(action: Action) -> str:
+    args = {k: v for k, v in action.args.items() if k != "thought"}
     return json.dumps({"action": action.action, "args": args}, sort_keys=True, default=str)
 
 
-def _raw_call_key(metadata: dict[str, Any]) -> str:
+def _raw_call_key(metadata: ToolCallMetadata) -> str:
     """The key of a tool call that has no action event: its name and raw arguments."""
-    call_id = metadata.get("tool_call_id")
-    response = metadata.get("model_response") or {}
-    message = ((response.get("choices") or [{}])[0]).get("message") or {}
+    response = metadata.model_response
+    choices: list[Any] = response.get("choices") or [{}]
+    message = choices[0].get("message") or {}
     for call in message.get("tool_calls") or []:
-        if call.get("id") == call_id:
+        if call.get("id") == metadata.tool_call_id:
             return json.dumps({"call": call.get("function")}, sort_keys=True, default=str)
-    return json.dumps({"call": metadata.get("function_name")})
+    return json.dumps({"call": metadata.function_name})
 
 
-def _observation_key(observation: Event) -> str:
-    metadata = (observation.extras or {}).get("metadata") or {}
-    return json.dumps(
-        [observation.observation, observation.content, metadata.get("exit_code")], default=str
+def _observation_key(observation: Observation) -> str:
+    exit_code = (
+        observation.metadata.exit_code if isinstance(observation, CmdOutputObservation) else None
     )
+    return json.dumps([observation.observation, observation.content, exit_code], default=str)
 
 
 def steps_of(events: Sequence[Event]) -> list[Step]:
     """The (action, observation) steps among the events, in the order they finished."""
-    actions: dict[int, Event] = {e.id: e for e in events if e.is_action and e.id >= 0}
+    actions = {e.id: e for e in events if isinstance(e, Action) and e.id >= 0}
     steps: list[Step] = []
     for event in events:
-        if event.observation is None or not event.tool_call_metadata:
+        metadata = event.tool_call_metadata
+        if not isinstance(event, Observation) or metadata is None:
             continue
         action = actions.get(event.cause) if event.cause is not None else None
-        key = _action_key(action) if action is not None else _raw_call_key(event.tool_call_metadata)
-        steps.append(Step(key, _observation_key(event), event.observation == ObservationType.ERROR))
+        key = _action_key(action) if action is not None else _raw_call_key(metadata)
+        steps.append(Step(key, _observation_key(event), isinstance(event, ErrorObservation)))
     return steps
 
 
@@ -86,9 +97,7 @@ def _repeated_error(steps: Sequence[Step], times: int = 3) -> bool:
 
 def _repeated_message(events: Sequence[Event], times: int = 3) -> bool:
     messages = [
-        str((e.args or {}).get("content", ""))
-        for e in events
-        if e.action == ActionType.MESSAGE and e.source == EventSource.AGENT
+        e.content for e in events if isinstance(e, MessageAction) and e.source == EventSource.AGENT
     ][-times:]
     return len(messages) == times and len(set(messages)) == 1
 
@@ -102,9 +111,9 @@ def _alternating(steps: Sequence[Step], length: int = 6) -> bool:
 
 
 def _condensation_loop(events: Sequence[Event], times: int = 10) -> bool:
-    actions = [e.action for e in events if e.is_action and e.source == EventSource.AGENT]
+    actions = [e for e in events if isinstance(e, Action) and e.source == EventSource.AGENT]
     last = actions[-times:]
-    return len(last) == times and all(a == ActionType.CONDENSATION for a in last)
+    return len(last) == times and all(isinstance(a, CondensationAction) for a in last)
 
 
 def detect_stuck(events: Sequence[Event]) -> str | None:

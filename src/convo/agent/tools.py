@@ -10,7 +10,18 @@ import copy
 import json
 from typing import Any
 
-from convo.domain.events import ActionType, Event, EventSource, now_iso
+from convo.domain.events import (
+    Action,
+    AgentFinishAction,
+    AgentThinkAction,
+    CmdRunAction,
+    EventSource,
+    FileEditAction,
+    FileReadAction,
+    MCPAction,
+    ToolCallMetadata,
+    now_iso,
+)
 from convo.llm.base import LLMResponse, ToolCall
 
 EXECUTE_BASH = "execute_bash"
@@ -134,18 +145,18 @@ def assistant_message(response: LLMResponse) -> dict[str, Any]:
     return message
 
 
-def tool_call_metadata(call: ToolCall, response: LLMResponse) -> dict[str, Any]:
-    return {
-        "function_name": call.name,
-        "tool_call_id": call.id,
-        "model_response": {
+def tool_call_metadata(call: ToolCall, response: LLMResponse) -> ToolCallMetadata:
+    return ToolCallMetadata(
+        function_name=call.name,
+        tool_call_id=call.id,
+        model_response={
             "id": response.response_id,
             "choices": [
                 {"index": 0, "message": assistant_message(response), "finish_reason": "tool_calls"}
             ],
         },
-        "total_calls_in_response": len(response.tool_calls),
-    }
+        total_calls_in_response=len(response.tool_calls),
+    )
 
 
 # --- arguments ----------------------------------------------------------------------------
@@ -202,23 +213,13 @@ def _integer(value: Any, name: str, tool: str) -> int | None:
 
 
 # --- tool call → action event ---------------------------------------------------------------
-def _action(
-    action: ActionType,
-    message: str,
-    args: dict[str, Any],
-    call: ToolCall,
-    response: LLMResponse,
-    **fields: Any,
-) -> Event:
-    return Event(
-        timestamp=now_iso(),
-        source=EventSource.AGENT,
-        message=message,
-        action=action,
-        args=args,
-        tool_call_metadata=tool_call_metadata(call, response),
-        **fields,
-    )
+def _common(message: str, call: ToolCall, response: LLMResponse) -> dict[str, Any]:
+    return {
+        "timestamp": now_iso(),
+        "source": EventSource.AGENT,
+        "message": message,
+        "tool_call_metadata": tool_call_metadata(call, response),
+    }
 
 
 def _run_action(
@@ -227,34 +228,24 @@ def _run_action(
     response: LLMResponse,
     thought: str,
     default_timeout: float,
-) -> Event:
+) -> CmdRunAction:
     _require(arguments, EXECUTE_BASH, "command")
     command = _string(arguments, "command", EXECUTE_BASH) or ""
     timeout = _number(arguments.get("timeout"), "timeout", EXECUTE_BASH)
-    args = {
-        "command": command,
-        "is_input": _boolean(arguments.get("is_input", False)),
-        "thought": thought,
-        "blocking": timeout is not None,
-        "is_static": False,
-        "cwd": None,
-        "hidden": False,
-        "confirmation_state": "confirmed",
-        "security_risk": SECURITY_RISK_UNKNOWN,
-    }
-    return _action(
-        ActionType.RUN,
-        f"Running command: {command}",
-        args,
-        call,
-        response,
+    return CmdRunAction(
+        **_common(f"Running command: {command}", call, response),
+        command=command,
+        is_input=_boolean(arguments.get("is_input", False)),
+        thought=thought,
+        blocking=timeout is not None,
+        security_risk=SECURITY_RISK_UNKNOWN,
         timeout=timeout if timeout is not None else default_timeout,
     )
 
 
 def _editor_action(
     arguments: dict[str, Any], call: ToolCall, response: LLMResponse, thought: str
-) -> Event:
+) -> FileReadAction | FileEditAction:
     tool = STR_REPLACE_EDITOR
     _require(arguments, tool, "command", "path")
     command = _string(arguments, "command", tool)
@@ -271,44 +262,44 @@ def _editor_action(
         or not all(isinstance(v, int) for v in view_range)
     ):
         raise InvalidToolCall("Argument view_range must be a list of two integers.")
-    common = {
-        "path": path,
-        "thought": thought,
-        "security_risk": SECURITY_RISK_UNKNOWN,
-        "impl_source": "oh_aci",
-    }
     if command == "view":
-        args = {**common, "start": 0, "end": -1, "view_range": view_range}
-        return _action(ActionType.READ, f"Reading file: {path}", args, call, response)
-    args = {
-        **common,
-        "command": command,
-        "file_text": _string(arguments, "file_text", tool),
-        "old_str": _string(arguments, "old_str", tool),
-        "new_str": _string(arguments, "new_str", tool),
-        "insert_line": _integer(arguments.get("insert_line"), "insert_line", tool),
-        "content": "",
-        "start": 1,
-        "end": -1,
-    }
-    return _action(ActionType.EDIT, f"Editing file ({command}): {path}", args, call, response)
+        return FileReadAction(
+            **_common(f"Reading file: {path}", call, response),
+            path=path,
+            thought=thought,
+            security_risk=SECURITY_RISK_UNKNOWN,
+            impl_source="oh_aci",
+            view_range=view_range,
+        )
+    return FileEditAction(
+        **_common(f"Editing file ({command}): {path}", call, response),
+        path=path,
+        thought=thought,
+        security_risk=SECURITY_RISK_UNKNOWN,
+        impl_source="oh_aci",
+        command=command,
+        file_text=_string(arguments, "file_text", tool),
+        old_str=_string(arguments, "old_str", tool),
+        new_str=_string(arguments, "new_str", tool),
+        insert_line=_integer(arguments.get("insert_line"), "insert_line", tool),
+    )
 
 
 def _mcp_action(
     arguments: dict[str, Any], call: ToolCall, response: LLMResponse, thought: str
-) -> Event:
+) -> MCPAction:
     """OpenHands' MCPAction: ``call_tool_mcp`` with the tool's name and arguments."""
     message = (
         f"I am interacting with the MCP server with name:\n```\n{call.name}\n```\n"
         f"and arguments:\n```\n{arguments}\n```"
     )
-    args = {
-        "name": call.name,
-        "arguments": arguments,
-        "thought": thought,
-        "security_risk": SECURITY_RISK_UNKNOWN,
-    }
-    return _action(ActionType.MCP, message, args, call, response)
+    return MCPAction(
+        **_common(message, call, response),
+        name=call.name,
+        arguments=arguments,
+        thought=thought,
+        security_risk=SECURITY_RISK_UNKNOWN,
+    )
 
 
 def action_from_tool_call(
@@ -318,7 +309,7 @@ def action_from_tool_call(
     thought: str = "",
     default_timeout: float = 120.0,
     mcp_tools: frozenset[str] = frozenset(),
-) -> Event:
+) -> Action:
     """The (unstored) action event for one tool call; raises InvalidToolCall.
     ``mcp_tools``: the names of the loop's MCP tools (``agent.mcp_tools``)."""
     arguments = parse_arguments(call, mcp_tools)
@@ -331,8 +322,7 @@ def action_from_tool_call(
     if call.name == THINK:
         _require(arguments, THINK, "thought")
         text = _string(arguments, "thought", THINK) or ""
-        return _action(ActionType.THINK, text, {"thought": text}, call, response)
+        return AgentThinkAction(**_common(text, call, response), thought=text)
     _require(arguments, FINISH, "message")
     final = _string(arguments, "message", FINISH) or ""
-    args = {"final_thought": final, "outputs": {}, "thought": thought}
-    return _action(ActionType.FINISH, final, args, call, response)
+    return AgentFinishAction(**_common(final, call, response), final_thought=final, thought=thought)

@@ -30,6 +30,8 @@ class LLMUsage:
     completion_tokens: int = 0
     cost: float = 0.0
     latency_seconds: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from convo.domain.conversation import utcnow
-from convo.domain.events import ActionType, Event, ObservationType
+from convo.domain.events import AgentFinishAction, AgentStateChangedObservation, Event
 from convo.errors import (
     LeaseLost,
     RecordNotFound,
@@ -36,12 +36,11 @@ def fields_from_event(event: Event) -> dict[str, Any]:
     """The metadata fields one stored event changes."""
     fields: dict[str, Any] = {"last_updated_at": utcnow()}
     metrics = event.llm_metrics
-    if metrics:
-        usage = metrics.get("accumulated_token_usage") or {}
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
+    if metrics is not None:
+        prompt = metrics.accumulated_token_usage.prompt_tokens
+        completion = metrics.accumulated_token_usage.completion_tokens
         fields.update(
-            accumulated_cost=float(metrics.get("accumulated_cost") or 0.0),
+            accumulated_cost=metrics.accumulated_cost,
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
@@ -50,9 +49,7 @@ def fields_from_event(event: Event) -> dict[str, Any]:
 
 
 def _flushes_now(event: Event) -> bool:
-    return event.observation == ObservationType.AGENT_STATE_CHANGED or (
-        event.action == ActionType.FINISH
-    )
+    return isinstance(event, AgentStateChangedObservation | AgentFinishAction)
 
 
 class MetadataSync:

@@ -14,7 +14,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from convo.domain.events import ActionType, Event, ObservationType
+from convo.domain.events import (
+    Action,
+    ActionType,
+    CmdOutputObservation,
+    CmdRunAction,
+    Event,
+    Observation,
+    ObservationType,
+)
 from convo.llm.base import LLMClient
 
 BEFORE = 4  # events up to and including the chosen one: BEFORE + 1
@@ -49,7 +57,7 @@ def relevant(event: Event) -> bool:
     """Whether the event is one the agent's own history would hold."""
     if event.action in _LEFT_OUT_ACTIONS or event.observation in _LEFT_OUT_OBSERVATIONS:
         return False
-    return not (event.args or {}).get("hidden") and not (event.extras or {}).get("hidden")
+    return not (isinstance(event, CmdRunAction | CmdOutputObservation) and event.hidden)
 
 
 def around(events: Sequence[Event], event_id: int) -> list[Event]:
@@ -62,12 +70,13 @@ def around(events: Sequence[Event], event_id: int) -> list[Event]:
 
 def describe(event: Event) -> str:
     """One event as text for the model."""
-    if event.action is not None:
-        args = {k: v for k, v in (event.args or {}).items() if v not in (None, "", [], {})}
+    if isinstance(event, Action):
+        args = {k: v for k, v in event.args.items() if v not in (None, "", [], {})}
         body = ", ".join(f"{k}={v!r}" for k, v in args.items())
         text = f"[{event.id}] {event.source} {event.action}: {body}"
     else:
-        text = f"[{event.id}] {event.source} {event.observation} result: {event.content or ''}"
+        content = event.content if isinstance(event, Observation) else ""
+        text = f"[{event.id}] {event.source} {event.observation} result: {content}"
     return text if len(text) <= MAX_EVENT_CHARS else text[:MAX_EVENT_CHARS] + " [...]"
 
 

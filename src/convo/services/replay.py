@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convo.agent.tools import EDITOR_COMMANDS, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK
-from convo.domain.events import ActionType, Event, EventSource
+from convo.domain.events import (
+    Action,
+    ActionType,
+    Event,
+    EventSource,
+    MessageAction,
+    confirmation_state,
+)
 from convo.llm.base import LLMResponse, ToolCall
 
 
@@ -55,20 +62,16 @@ def parse_trajectory(text: str) -> Trajectory:
     except ValueError as exc:
         raise TrajectoryError(f"replay_json holds an event convo cannot read: {exc}") from None
     events = [e for e in events if e.source != EventSource.ENVIRONMENT]
-    if not events or events[0].action != ActionType.MESSAGE or events[0].source != "user":
+    first_event = events[0] if events else None
+    if not isinstance(first_event, MessageAction) or first_event.source != EventSource.USER:
         raise TrajectoryError("A trajectory to replay must start with the user's message")
-    first = events[0].args or {}
     responses = [
         response
         for number, event in enumerate(events[1:])
         if event.source == EventSource.AGENT
         and (response := _response(event, f"replay-{number}")) is not None
     ]
-    return Trajectory(
-        str(first.get("content", events[0].message)),
-        [str(url) for url in first.get("image_urls") or []],
-        responses,
-    )
+    return Trajectory(first_event.content, list(first_event.image_urls or []), responses)
 
 
 def _call(call_id: str, name: str, arguments: dict[str, Any], thought: str) -> LLMResponse:
@@ -116,11 +119,13 @@ _REPLAYED: dict[str, Callable[[dict[str, Any], str, str], LLMResponse | None]] =
 
 def _response(event: Event, call_id: str) -> LLMResponse | None:
     """The model answer that makes the loop take this recorded action again."""
-    args = event.args or {}
-    if event.action == ActionType.MESSAGE:
-        content = str(args.get("content", event.message))
+    if isinstance(event, MessageAction):
+        content = event.content
         return LLMResponse(content=content, response_id=call_id) if content else None
-    if args.get("confirmation_state") in ("awaiting_confirmation", "rejected"):
+    if not isinstance(event, Action):
+        return None
+    args = event.args
+    if confirmation_state(event) in ("awaiting_confirmation", "rejected"):
         return None  # the decided copy (or none, when rejected) is what was carried out
     build = _REPLAYED.get(str(event.action))
     if build is None:

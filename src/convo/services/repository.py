@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from convo.domain.conversation import PROVIDER_ENV_VARS, ProviderToken, ProviderType
-from convo.domain.events import SECRET_PLACEHOLDER, Event, EventSource, ObservationType, now_iso
+from convo.domain.events import (
+    SECRET_PLACEHOLDER,
+    CmdOutputMetadata,
+    CmdOutputObservation,
+    CmdRunAction,
+    Event,
+    EventSource,
+    now_iso,
+)
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, Sandbox
 
@@ -144,48 +152,34 @@ def credential_helper(remote: RepositoryRemote) -> str:
 
 
 # --- events ----------------------------------------------------------------------------------
-def setup_action(command: str, thought: str) -> Event:
-    return Event(
+def setup_action(command: str, thought: str) -> CmdRunAction:
+    return CmdRunAction(
         timestamp=now_iso(),
         source=EventSource.ENVIRONMENT,
         message=f"Running command: {command}",
-        action="run",
-        args={
-            "command": command,
-            "is_input": False,
-            "thought": thought,
-            "blocking": True,
-            "hidden": False,
-            "confirmation_state": "confirmed",
-        },
+        command=command,
+        thought=thought,
+        blocking=True,
     )
 
 
-def setup_observation(action: Event, result: CommandResult, output: str) -> Event:
-    command = str((action.args or {}).get("command", ""))
+def setup_observation(action: Event, result: CommandResult, output: str) -> CmdOutputObservation:
+    command = action.command if isinstance(action, CmdRunAction) else ""
     suffix = (
         "\n[The command timed out and was interrupted.]"
         if result.timed_out
         else f"\n[The command completed with exit code {result.exit_code}.]"
     )
-    return Event(
+    return CmdOutputObservation(
         timestamp=now_iso(),
         source=EventSource.ENVIRONMENT,
         message=f"Command `{command}` executed with exit code {result.exit_code}.",
         cause=action.id if action.id >= 0 else None,
-        observation=ObservationType.RUN,
         content=output,
-        extras={
-            "command": command,
-            "metadata": {
-                "exit_code": result.exit_code,
-                "working_dir": result.working_dir,
-                "suffix": suffix,
-                "prefix": "",
-                "pid": -1,
-            },
-            "hidden": False,
-        },
+        command=command,
+        metadata=CmdOutputMetadata(
+            exit_code=result.exit_code, working_dir=result.working_dir, suffix=suffix
+        ),
         success=result.exit_code == 0 and not result.timed_out,
     )
 

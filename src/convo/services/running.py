@@ -37,7 +37,9 @@ from convo.domain.conversation import AgentState, ConversationMetadata, Conversa
 from convo.domain.events import (
     Event,
     EventSource,
+    Observation,
     agent_state_changed,
+    confirmation_state,
     error_observation,
     mask_secrets,
     mask_text,
@@ -105,7 +107,7 @@ class RunningConversation:
         if _starts_work(event):
             self.pending_action = event.id
             self._safe.clear()
-        elif event.observation is not None and event.cause == self.pending_action:
+        elif isinstance(event, Observation) and event.cause == self.pending_action:
             self.pending_action = None
             self._safe.set()
 
@@ -234,6 +236,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 confirmation_mode=conversation.config.confirmation_mode,
                 condenser=conversation.config.condenser,
                 vision=await _accepts_images(conversation.config),
+                llm_model=conversation.config.llm.model if conversation.config.llm else "",
             ),
             history=history,
             journal=await deps.journal.view(conversation_id),
@@ -338,15 +341,14 @@ async def _until_sandbox_fails(
 def _answers_pending(conversation: RunningConversation, event: Event) -> bool:
     """The observation of the action in flight (its command's result)."""
     pending = conversation.pending_action
-    return pending is not None and event.observation is not None and event.cause == pending
+    return pending is not None and isinstance(event, Observation) and event.cause == pending
 
 
 def _starts_work(event: Event) -> bool:
     """An agent action that runs now (one waiting for, or refused, confirmation does not)."""
-    if event.source != EventSource.AGENT or event.action not in EXECUTABLE_ACTIONS:
+    if event.source != EventSource.AGENT or not isinstance(event, EXECUTABLE_ACTIONS):
         return False
-    state = (event.args or {}).get("confirmation_state")
-    return state not in ("awaiting_confirmation", "rejected")
+    return confirmation_state(event) not in ("awaiting_confirmation", "rejected")
 
 
 async def _failed(
@@ -384,7 +386,7 @@ async def _report_failure(
     text = f"{'Failed to start conversation' if starting else 'Conversation failed'}: {exc}"
     try:
         stored = await emit(error_observation(text, error_id=message_id))
-        shown = stored.content or text  # as stored: with secrets masked
+        shown = (stored.content if isinstance(stored, Observation) else "") or text  # masked
         await emit(agent_state_changed(AgentState.ERROR, reason=shown))
         await deps.event_log.publish_status(
             conversation.conversation_id, status_update("error", message_id, shown)

@@ -19,9 +19,12 @@ from convo.agent.file_write import WRITE
 from convo.domain.conversation import AgentState
 from convo.domain.events import (
     ActionType,
+    CmdRunAction,
+    ErrorObservation,
     Event,
     EventSource,
-    ObservationType,
+    FileEditAction,
+    FileWriteAction,
     change_agent_state_action,
     message_action,
     now_iso,
@@ -52,11 +55,8 @@ def parse_user_event(data: dict[str, Any]) -> Event:
         if not isinstance(content, str):
             raise UnsupportedUserAction("A message needs 'args.content' as a string")
         images = _urls(args, "image_urls")
-        message = message_action(content, EventSource.USER, image_urls=images)
         files = _urls(args, "file_urls")
-        if not files:
-            return message
-        return message.model_copy(update={"args": {**(message.args or {}), "file_urls": files}})
+        return message_action(content, EventSource.USER, image_urls=images, file_urls=files)
     if action == ActionType.CHANGE_AGENT_STATE:
         try:
             state = AgentState(str(args.get("agent_state")))
@@ -101,12 +101,14 @@ def _text(args: dict[str, Any], name: str, *, required: bool = False) -> str | N
 
 
 def _user_action(kind: str, message: str, args: dict[str, Any]) -> Event:
-    return Event(
-        timestamp=now_iso(),
-        source=EventSource.USER,
-        message=message,
-        action=kind,
-        args={**args, "thought": "", "confirmation_state": "confirmed"},
+    return Event.from_wire(
+        {
+            "timestamp": now_iso(),
+            "source": EventSource.USER,
+            "message": message,
+            "action": kind,
+            "args": {**args, "thought": "", "confirmation_state": "confirmed"},
+        }
     )
 
 
@@ -192,35 +194,36 @@ def _browse(action: str, args: dict[str, Any]) -> Event:
         fields = {"browser_actions": steps, "browsergym_send_msg_to_user": "",
                   "return_axtree": False}  # fmt: skip
         message = f"Interactive browsing: {steps}"
-    return Event(
-        timestamp=now_iso(),
-        source=EventSource.USER,
-        message=message,
-        action=action,
-        args={**fields, "thought": "", "security_risk": None},
+    return Event.from_wire(
+        {
+            "timestamp": now_iso(),
+            "source": EventSource.USER,
+            "message": message,
+            "action": action,
+            "args": {**fields, "thought": "", "security_risk": None},
+        }
     )
 
 
-def browse_answer(action: Event) -> Event:
+def browse_answer(action: Event) -> ErrorObservation:
     """The error observation answering a stored ``browse``: there is no browser."""
-    return Event(
+    return ErrorObservation(
         timestamp=now_iso(),
         source=EventSource.AGENT,
         message=NO_BROWSER,
         cause=action.id if action.id >= 0 else None,
-        observation=ObservationType.ERROR,
         content=NO_BROWSER,
-        extras={"error_id": ""},
     )
 
 
 def under_confirmation(event: Event, confirmation_mode: bool) -> Event:
     """A user's ``run``, ``edit`` or ``write`` waits for confirmation in confirmation mode,
     as the agent's do (``convo.agent.confirmation``)."""
-    if not confirmation_mode or event.action not in _CONFIRMED_FIRST:
+    if not confirmation_mode or not isinstance(
+        event, CmdRunAction | FileEditAction | FileWriteAction
+    ):
         return event
-    args = dict(event.args or {}) | {"confirmation_state": "awaiting_confirmation"}
-    return event.model_copy(update={"args": args})
+    return event.model_copy(update={"confirmation_state": "awaiting_confirmation"})
 
 
 def title_from_text(text: str) -> str:

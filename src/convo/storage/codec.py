@@ -24,7 +24,7 @@ from convo.domain.conversation import (
     UserSecrets,
     UserSettings,
 )
-from convo.domain.events import Event, ObservationType
+from convo.domain.events import AgentStateChangedObservation, Event
 
 # ``user_id`` None (single-user mode) is stored as the empty string so it can be a key.
 ANONYMOUS_USER = ""
@@ -139,10 +139,9 @@ def agent_state_of(event: Event) -> str | None:
     Both event stores write it to the conversation row in the same step as the event, so
     the row's ``agent_state`` is always that of the last such event stored.
     """
-    if event.observation != ObservationType.AGENT_STATE_CHANGED:
+    if not isinstance(event, AgentStateChangedObservation):
         return None
-    state = (event.extras or {}).get("agent_state")
-    return state if isinstance(state, str) and state else None
+    return event.agent_state or None
 
 
 def _providers(value: Any) -> list[ProviderType] | None:
