@@ -184,3 +184,33 @@ async def test_the_user_limit_holds_across_nodes_racing(nodes: list[Storage]) ->
     await nodes[0].leases.release(lease.conversation_id, lease.token)
     free = next(cid for cid in ids if cid not in acquired)
     assert (await nodes[2].leases.acquire(free, "node-2", LONG, user_limit=2)).lease is not None
+
+
+async def test_no_write_under_the_old_token_lands_after_a_takeover(nodes: list[Storage]) -> None:
+    """Node a appends as fast as it can while node b takes the lease over: every event of a
+    comes before b's first one, and a's first refused write is its last."""
+    a, b, _ = nodes
+    cid = await create(a, "c1")
+    first = (await a.leases.acquire(cid, "node-a", SHORT)).lease
+    assert first is not None
+
+    async def node_a() -> int:
+        written = 0
+        while True:
+            try:
+                await a.events.append(cid, message(f"a{written}"), token=first.token)
+            except LeaseLost:
+                return written
+            written += 1
+            await asyncio.sleep(0)  # the in-memory store never waits: let b in
+
+    writer = asyncio.create_task(node_a())
+    await asyncio.sleep(SHORT + 0.2)
+    second = (await b.leases.acquire(cid, "node-b", LONG)).lease
+    assert second is not None
+    await b.events.append(cid, message("b0"), token=second.token)
+    written = await asyncio.wait_for(writer, 10)
+    events = await b.events.list(cid)
+    texts = [e.message for e in events]
+    assert texts[-1] == "b0" and texts[:-1] == [f"a{i}" for i in range(written)]
+    assert [e.id for e in events] == list(range(len(events)))
