@@ -100,7 +100,7 @@ async def test_servers_that_fail_become_notices(tmp_path: Path) -> None:
                 {"name": "good", "command": sys.executable, "args": [str(FIXTURE), "stdio"]},
             ],
             "sse_servers": ["http://127.0.0.1:9/sse"],
-            "shttp_servers": [{"url": "http://127.0.0.1:9/mcp", "timeout": 5}],
+            "shttp_servers": [{"url": "http://u:pw-1f@127.0.0.1:9/mcp?token=q-7d2e", "timeout": 5}],
         }
     )
     tools = await McpToolbox.connect(config, sandbox, conversation_id="c3", timeout=5)
@@ -110,7 +110,8 @@ async def test_servers_that_fail_become_notices(tmp_path: Path) -> None:
         assert any("'missing'" in n and "no-such-mcp-server" in n for n in unavailable)
         assert any("'noisy'" in n for n in unavailable)
         assert any("http://127.0.0.1:9/sse" in n for n in unavailable)
-        assert any("http://127.0.0.1:9/mcp" in n for n in unavailable)
+        assert any("http://127.0.0.1:9/mcp failed" in n for n in unavailable)
+        assert not any("q-7d2e" in n or "pw-1f" in n for n in tools.notices)  # credentials
         assert "add" in tools.names  # the good one still works
         assert await tools.call("add", {"a": 1, "b": 2}) == "sum=3"
         with pytest.raises(ToolServerError, match="No MCP server offers"):

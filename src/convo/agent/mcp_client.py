@@ -54,7 +54,8 @@ class ServerSpec:
 
     label: str
     kind: Literal["stdio", "sse", "shttp"]
-    url: str = ""
+    url: str = field(default="", repr=False)
+    shown_url: str = ""  # ``url`` without credentials, query or fragment
     api_key: str | None = field(default=None, repr=False)
     command: list[str] = field(default_factory=list)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -184,9 +185,11 @@ class McpConnection:
                 ready.set_exception(ToolServerError(f"{self.spec.label} closed"))
 
     def _failure(self, exc: BaseException) -> ToolServerError:
-        if isinstance(exc, BaseExceptionGroup):
-            exc = exc.exceptions[0] if exc.exceptions else exc
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self.spec.url:  # as the label shows it: no credentials or query
+            detail = detail.replace(self.spec.url, self.spec.shown_url)
         if self._process is not None and self._process.stderr_tail().strip():
             last = self._process.stderr_tail().strip().splitlines()[-1]
             detail += f" (its last error output: {last[:300]})"

@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from convo.agent.tools import TOOL_NAMES
 from convo.domain.mcp_config import MCPConfig
@@ -72,6 +73,17 @@ class McpTool:
         }
 
 
+def shown_url(url: str) -> str:
+    """A server's URL as messages show it: without credentials, query or fragment, which
+    may hold a token."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def server_specs(config: MCPConfig, timeout: float = CONNECT_TIMEOUT) -> list[ServerSpec]:
     from convo.agent.mcp_client import ServerSpec
 
@@ -87,9 +99,10 @@ def server_specs(config: MCPConfig, timeout: float = CONNECT_TIMEOUT) -> list[Se
     ]
     specs += [
         ServerSpec(
-            label=f"SSE MCP server {s.url}",
+            label=f"SSE MCP server {shown_url(s.url)}",
             kind="sse",
             url=s.url,
+            shown_url=shown_url(s.url),
             api_key=s.api_key.get_secret_value() if s.api_key else None,
             timeout=timeout,
         )
@@ -97,9 +110,10 @@ def server_specs(config: MCPConfig, timeout: float = CONNECT_TIMEOUT) -> list[Se
     ]
     specs += [
         ServerSpec(
-            label=f"MCP server {s.url}",
+            label=f"MCP server {shown_url(s.url)}",
             kind="shttp",
             url=s.url,
+            shown_url=shown_url(s.url),
             api_key=s.api_key.get_secret_value() if s.api_key else None,
             timeout=float(s.timeout or timeout),
         )
