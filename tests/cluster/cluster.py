@@ -83,6 +83,16 @@ async def everywhere(cluster: Cluster, conversation_id: str, status: str | None)
         await wait(seen, 15, f"{conversation_id} to be {status} on node {node.name}")
 
 
+async def finished(cluster: Cluster, conversation_id: str, times: int = 1) -> None:
+    """Wait until the conversation has stored ``times`` finish actions."""
+    node = next(n for n in cluster.nodes if n.alive and not n.frozen)
+
+    async def done() -> bool:
+        return await cluster.finishes(node, conversation_id) >= times
+
+    await wait(done, 60, f"{conversation_id} to finish {times} time(s)")
+
+
 def loop_starts(events: list[dict[str, Any]], after: int = -1) -> int:
     """How many loops began after event ``after``: each announces itself with ``loading``."""
     return sum(

@@ -10,7 +10,14 @@ import pytest
 from bench.cluster_nodes import Cluster
 from bench.harness import ConvoServer
 
-from tests.cluster.cluster import RUNNING_LIMIT, check_steps, everywhere, loop_starts, wait
+from tests.cluster.cluster import (
+    RUNNING_LIMIT,
+    check_steps,
+    everywhere,
+    finished,
+    loop_starts,
+    wait,
+)
 from tests.cluster.conftest import CLUSTER
 
 pytestmark = CLUSTER
@@ -47,7 +54,7 @@ async def test_concurrent_starts_on_all_nodes_make_one_loop(cluster: Cluster) ->
 
     # one loop: it announced itself once, and a message is answered once
     await _message(cluster, "B", conversation_id, "once more")
-    await wait(lambda: cluster.finishes(a, conversation_id) >= 2, 30, "the answer to it")
+    await finished(cluster, conversation_id, 2)
     await asyncio.sleep(1.0)  # time for a second loop, if there were one, to act on it too
     events = await check_steps(cluster, conversation_id, 1)
     assert loop_starts(events, after=before) == 1, "more than one loop started"
@@ -65,7 +72,7 @@ async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
 
     # a message sent to B is answered by the loop on A
     await _message(cluster, "B", replying, "go on")
-    await wait(lambda: cluster.finishes(a, replying) >= 2, 30, "the answer to the message")
+    await finished(cluster, replying, 2)
     await check_steps(cluster, replying, 1)
 
     # a stop sent to C ends the work on A
