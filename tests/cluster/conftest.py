@@ -24,8 +24,6 @@ CLUSTER = [
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.asyncio(loop_scope="package"),
-    # until cluster mode lands, a second server on the database is refused at start
-    pytest.mark.xfail(strict=True, reason="cluster mode (issue 10) is not built yet"),
 ]
 
 
