@@ -141,7 +141,8 @@ class RecallObservation(Observation):
 
 
 class MCPObservation(Observation):
-    """The result of an MCP tool call; ``content`` is the tool's JSON answer."""
+    """The result of an MCP tool call. convo writes the result's text as ``content``
+    (OpenHands writes the whole result as JSON; its web client shows either)."""
 
     kind: ClassVar[str] = ObservationType.MCP
     name: str = ""
