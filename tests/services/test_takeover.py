@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from convo.agent.failures import ERROR_INTERRUPTED
 from convo.cluster.channel import LocalNodeChannel, LocalNodeNetwork
 from convo.cluster.local import LocalEventBus
 from convo.domain.conversation import AgentState, ConversationStatus
@@ -142,7 +143,7 @@ async def test_a_frozen_owner_is_taken_over_and_appends_nothing_when_it_wakes(
     assert [e.id for e in events] == list(range(len(events)))  # gap-free
     answers = [e for e in events if e.cause == action_id and e.observation is not None]
     assert len(answers) == 1  # b's "interrupted" result only
-    assert "interrupted" in (answers[0].content or "").lower() or answers[0].extras
+    assert answers[0].to_wire()["extras"]["error_id"] == ERROR_INTERRUPTED
     assert len(a.sandboxes.created[0].commands) == 1
     assert b.sandboxes.created[0].commands == []  # the cut-off command is not run again
 
@@ -237,6 +238,6 @@ async def test_the_user_limit_counts_every_node(cluster: Cluster) -> None:
     assert b.manager.is_running(second)
     await wait_until(lambda: not a.manager.is_running(first), timeout=5)
     events = await history(a, first)
-    assert any((e.extras or {}).get("error_id") == TOO_MANY for e in events)
+    assert any(e.to_wire().get("extras", {}).get("error_id") == TOO_MANY for e in events)
     assert not (await a.manager.get_metadata(first)).desired_running
     assert await b.storage.leases.holder(first) is None
