@@ -217,13 +217,17 @@ class Event(BaseModel):
     @model_serializer(mode="wrap")
     def _write_wire(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         flat: dict[str, Any] = handler(self)
-        out = {key: flat[key] for key in COMMON_KEYS if flat.get(key) is not None}
+        out = {key: flat[key] for key in COMMON_KEYS if self._writes(key, flat)}
         out.update(self._family_wire(flat))
         for key in TRAILING_KEYS:
-            if flat.get(key) is not None:
+            if self._writes(key, flat):
                 out[key] = flat[key]
         out.update(self.unknown_top)
         return out
+
+    def _writes(self, key: str, flat: dict[str, Any]) -> bool:
+        """Whether a top-level key is written: OpenHands leaves out those that are None."""
+        return flat.get(key) is not None
 
     def _family_wire(self, flat: dict[str, Any]) -> dict[str, Any]:
         return {key: flat[key] for key in self._family_keys if flat.get(key) is not None}

@@ -35,7 +35,8 @@ _TOP = frozenset(COMMON_KEYS) | frozenset(TRAILING_KEYS)
 
 
 class _Unknown:
-    """Shared by the two fallbacks: every key beyond the common ones is kept verbatim."""
+    """Shared by the two fallbacks: every key beyond the common ones is kept verbatim, and a
+    common one is written back only if it was given (or set since)."""
 
     _name_key: ClassVar[str]
 
@@ -56,6 +57,9 @@ class UnknownAction(_Unknown, Action):
     _name_key: ClassVar[str] = "action"
     name: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    def _writes(self, key: str, flat: dict[str, Any]) -> bool:
+        return key in self.model_fields_set and flat.get(key) is not None
 
     @classmethod
     def _flatten(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +83,9 @@ class UnknownObservation(_Unknown, Observation):
     _name_key: ClassVar[str] = "observation"
     name: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    def _writes(self, key: str, flat: dict[str, Any]) -> bool:
+        return key in self.model_fields_set and flat.get(key) is not None
 
     @classmethod
     def _flatten(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -111,9 +118,14 @@ def _tag(value: Any) -> str:
     return _UNKNOWN_OBSERVATION
 
 
-@functools.cache
 def event_adapter() -> TypeAdapter[Any]:
     """The discriminated union of every registered kind plus the two fallbacks."""
+    return _adapter(len(ACTION_KINDS), len(OBSERVATION_KINDS))
+
+
+@functools.cache
+def _adapter(_action_kinds: int, _observation_kinds: int) -> TypeAdapter[Any]:
+    """Built again when a kind is registered (the counts are the cache key)."""
     members: list[Any] = [Annotated[c, Tag(f"action:{k}")] for k, c in ACTION_KINDS.items()]
     members += [Annotated[c, Tag(f"observation:{k}")] for k, c in OBSERVATION_KINDS.items()]
     members += [
