@@ -61,7 +61,9 @@ class CreateConversationRequest(BaseModel):
     suggested_task: SuggestedTask | None = None
     create_microagent: CreateMicroagent | None = None
     conversation_instructions: str | None = None
-    mcp_config: dict[str, Any] | None = None
+    # the MCP servers of this conversation's first loop instead of the settings' (OpenHands
+    # does the same: a later start uses the settings' again)
+    mcp_config: MCPConfig | None = None
 
 
 class ConversationInfo(BaseModel):

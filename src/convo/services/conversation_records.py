@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from convo.domain.conversation import (
 )
 from convo.domain.events import Event, EventSource, mask_text, message_action
 from convo.domain.ids import is_safe_conversation_id, new_conversation_id
+from convo.domain.mcp_config import MCPConfig
 from convo.errors import (
     ConversationNotFound,
     InvalidConversationId,
@@ -59,6 +60,8 @@ class NewConversation:
     trigger: ConversationTrigger = ConversationTrigger.GUI
     # model answers replaying a recorded trajectory (services.replay), for its first loop
     replay: list[LLMResponse] = field(default_factory=list)
+    # MCP servers for its first loop instead of the user's settings' (as OpenHands does)
+    mcp_config: MCPConfig | None = None
     # The caller starts its loop right away: stored as wanted running with the row itself,
     # so that the start has nothing more to write (and a crash in between resumes it).
     start: bool = False
@@ -215,6 +218,9 @@ class ConversationRecords:
         conversation_id = new_conversation_id()
         message = request.initial_user_msg
         config = await self._user_config(user_id) if message or request.start else None
+        if config is not None and request.mcp_config is not None:
+            servers = None if request.mcp_config.empty else request.mcp_config
+            config = replace(config, mcp=servers, mcp_error=None)
         secrets = config.secret_values() if config is not None else []
         title = title_from_text(mask_text(message, secrets)) if message else ""
         metadata = ConversationMetadata(

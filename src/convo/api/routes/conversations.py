@@ -198,6 +198,7 @@ async def new_conversation(
             conversation_instructions=body.conversation_instructions,
             trigger=trigger,
             replay=replay,
+            mcp_config=body.mcp_config,
             start=True,
         ),
         idempotency_key,
