@@ -177,8 +177,8 @@ class McpConnection:
             error = self._failure(exc)
             if not ready.done():
                 ready.set_exception(error)
-            else:
-                logger.warning("%s: %s", self._name, error)
+            else:  # the type only: the detail may quote the server's output (a secret)
+                logger.warning("%s ended: %s", self._name, type(exc).__name__)
         finally:
             self._session = None
             if not ready.done():
