@@ -5,9 +5,13 @@ conversation's own lock, so any number of concurrent starts of one conversation 
 exactly one loop, while starts of different conversations never wait for each other. No
 lock is held while other loops are stopped (eviction) or a loop's cancelled task is waited
 for; stopping is ``conversation_stops.py``'s (a stop says whether the loop really ended,
-``StopResult``). Every loop is an owned,
-named task; a stored event's metadata is noted in memory and written by ``MetadataSync``'s
-own task, never on the loop's append path.
+``StopResult``), reaching a loop on another node ``conversation_routing.py``'s. Every loop
+is an owned, named task; a stored event's metadata is noted in memory and written by
+``MetadataSync``'s own task, never on the loop's append path.
+
+In cluster mode (``CONVO_REDIS_URL``) a loop starts only under a lease this node acquired in
+the database (``ownership.py``), so starts racing on several nodes also yield one loop; its
+writes carry the lease's fencing token, and it ends without writing once the lease is lost.
 
 Which conversations should run is stored (``desired_running``): set by a start, cleared by a
 user's stop (and by eviction, idle closing or a failed start), and left as it is by a server
