@@ -26,6 +26,11 @@ async def _stored_ids(server: RunningServer, cid: str) -> list[int]:
     return [e.id for e in events]
 
 
+async def _state_ids(server: RunningServer, cid: str) -> list[int]:
+    events = await server.manager.storage.events.list(cid)
+    return [e.id for e in events if isinstance(e, AgentStateChangedObservation)]
+
+
 async def _finished(server: RunningServer, cid: str) -> bool:
     events = await server.manager.storage.events.list(cid)
     return any(
@@ -196,7 +201,52 @@ async def test_a_reconnect_storm_while_the_agent_works_loses_and_repeats_nothing
         for client in clients:  # a last connection catches up from where each client was
             await client.connect(cid, latest_event_id=client.last_event_id)
         await wait_for(lambda: all(c.last_event_id == stored[-1] for c in clients), timeout=20)
-        for client in clients:
-            assert ids_of(client.events) == stored  # every event exactly once, in order
+        states = await _state_ids(server, cid)
+        for client in clients:  # every event once, in order; a replay skips older states
+            received = ids_of(client.events)
+            assert received == sorted(set(received)) and set(received) <= set(stored)
+            assert set(stored) - set(received) <= set(states[:-1])
             await client.disconnect()
         await wait_for(lambda: server.manager.num_connections(cid) == 0)
+
+
+async def test_live_environment_events_are_the_agents_and_a_replay_sends_the_last_state(
+    server_factory: ServeFactory,
+) -> None:
+    """As OpenHands' server: live, the environment's state changes and command results come
+    with ``source: "agent"``; a replay leaves out all but the last state change (and null
+    events and recall actions), in id order so a reconnect repeats nothing."""
+    llm = ScriptedLLM(thinking_task(2))
+    async with server_factory(_overrides(llm)) as server:
+        cid = await server.manager.create(None, NewConversation())
+        live = SocketClient(server.base_url)
+        await live.connect(cid)
+        await live.sio.emit("oh_user_action", {"action": "message", "args": {"content": "go"}})
+        await wait_for(lambda: _finished(server, cid))
+        stored = await server.manager.storage.events.list(cid)
+        await wait_for(lambda: live.last_event_id == stored[-1].id)
+        states = [e for e in live.events if e.get("observation") == "agent_state_changed"]
+        assert len(states) >= 3 and {e["source"] for e in states} == {"agent"}
+        assert all(
+            e.source == "environment" for e in stored if e.observation == "agent_state_changed"
+        )
+        await live.disconnect()
+
+        replay = SocketClient(server.base_url)
+        await replay.connect(cid, latest_event_id=-1)
+        await wait_for(lambda: replay.last_event_id == stored[-1].id)
+        replayed_states = [
+            e for e in replay.events if e.get("observation") == "agent_state_changed"
+        ]
+        assert [e["extras"]["agent_state"] for e in replayed_states] == ["finished"]
+        assert replayed_states[0]["source"] == "environment"  # a replay keeps the stored source
+        sent = ids_of(replay.events)
+        assert sent == sorted(set(sent))
+        left_out = {e.id for e in stored} - set(sent)
+        assert left_out and all(
+            e.observation == "agent_state_changed" for e in stored if e.id in left_out
+        )
+        await replay.disconnect()
+        # HTTP keeps every event, as stored
+        page = (await server.client.get(f"/api/conversations/{cid}/events?limit=100")).json()
+        assert [e["id"] for e in page["events"]] == [e.id for e in stored]

@@ -161,10 +161,9 @@ class Condenser:
         self._window: int | None = config.max_input_tokens
         self._looked_up = config.max_input_tokens is not None or config.context_window is None
 
-    @property
-    def known_window(self) -> int:
-        """The model's context window when known already (no lookup), else 0."""
-        return self._window or 0
+    async def context_window(self) -> int:
+        """The model's context window (looked up once, in a thread), 0 when unknown."""
+        return await self._context_window() or 0
 
     async def _context_window(self) -> int | None:
         if not self._looked_up and self.config.context_window is not None:

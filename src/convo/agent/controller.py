@@ -323,7 +323,7 @@ class Agent:
         )
 
     async def _condensed(self, action: Event, response: LLMResponse) -> None:
-        self._metrics.add(response, self._condenser.known_window)
+        self._metrics.add(response, await self._condenser.context_window())
         await self._emit(action.model_copy(update={"llm_metrics": self._metrics.snapshot()}))
 
     def _tool_specs(self) -> list[dict[str, Any]]:
@@ -356,7 +356,7 @@ class Agent:
             await self._fail(*llm_error_message(exc))
             return
         self._iterations += 1
-        self._metrics.add(response, self._condenser.known_window)
+        self._metrics.add(response, await self._condenser.context_window())
         if not response.tool_calls:
             await self._answer(response)
             return

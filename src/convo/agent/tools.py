@@ -149,11 +149,19 @@ def tool_call_metadata(call: ToolCall, response: LLMResponse) -> ToolCallMetadat
     return ToolCallMetadata(
         function_name=call.name,
         tool_call_id=call.id,
-        model_response={
+        model_response={  # the chat completion, in the OpenAI shape OpenHands stores
             "id": response.response_id,
+            "created": response.created,
+            "model": response.model,
+            "object": "chat.completion",
             "choices": [
-                {"index": 0, "message": assistant_message(response), "finish_reason": "tool_calls"}
+                {"finish_reason": "tool_calls", "index": 0, "message": assistant_message(response)}
             ],
+            "usage": {
+                "completion_tokens": response.usage.completion_tokens,
+                "prompt_tokens": response.usage.prompt_tokens,
+                "total_tokens": response.usage.prompt_tokens + response.usage.completion_tokens,
+            },
         },
         total_calls_in_response=len(response.tool_calls),
     )

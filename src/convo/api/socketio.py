@@ -6,9 +6,10 @@ Connect with query parameters ``conversation_id`` (required), ``latest_event_id`
 server has one). A refused connection gets a ``connect_error`` with a message; it never
 creates anything.
 
-On connect the conversation's loop is started and a task owned by the connection sends every
-event after ``latest_event_id`` as ``oh_event``, then the live ones, with nothing missed or
-repeated in between (an ``EventFeed`` subscribes before it replays). Clients send
+On connect the conversation's loop is started and a task owned by the connection sends the
+events after ``latest_event_id`` as ``oh_event``, then the live ones, with nothing missed or
+repeated in between (an ``EventFeed`` subscribes before it replays). Which of them go out,
+and with which ``source``, follows OpenHands' server (``convo.services.socket_view``). Clients send
 ``oh_user_action`` (or the legacy ``oh_action``): a message, ``change_agent_state``, or a
 user ``run`` (the terminal), ``read`` or ``edit`` (``convo.services.user_events``); other
 action types are answered with ``{error: true, message}``.
@@ -34,6 +35,7 @@ from convo.domain.conversation import ProviderType
 from convo.errors import ConversationNotFound, ConvoError, InvalidConversationId
 from convo.services.conversations import ConversationManager
 from convo.services.event_log import status_update
+from convo.services.socket_view import SocketView
 from convo.services.streams import EventFeed, FeedEnd, StreamOptions
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Refused(Exception):
 class _Connection:
     conversation_id: str
     feed: EventFeed
+    view: SocketView
     task: asyncio.Task[None] | None = None
     actions: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -148,6 +151,7 @@ class SocketServer:
         # opened before the loop starts: nothing it emits can slip past this client
         feed = manager.open_feed(conversation_id, after, self._options)
         try:
+            view = await SocketView.open(manager.storage.events, conversation_id)
             await manager.start(conversation_id, metadata.user_id, providers)
         except ConvoError as exc:
             feed.close()
@@ -155,7 +159,7 @@ class SocketServer:
         except BaseException:
             feed.close()  # never leave a subscription behind: it would count as a listener
             raise
-        return _Connection(conversation_id, feed)
+        return _Connection(conversation_id, feed, view)
 
     @staticmethod
     def _check_key(settings: Settings, query: dict[str, str], auth: Any) -> None:
@@ -205,9 +209,9 @@ class SocketServer:
         try:
             await self._until_connected(sid)
             while not isinstance(payload := await feed.next(), FeedEnd):
-                if payload is None:
+                if payload is None or (shaped := connection.view.shape(payload)) is None:
                     continue
-                await self.sio.emit("oh_event", payload, to=sid)
+                await self.sio.emit("oh_event", shaped, to=sid)
                 await self._wait_for_room(sid)
             if feed.fell_behind:
                 await self.sio.emit("oh_event", _fell_behind(feed.last_event_id), to=sid)

@@ -40,6 +40,8 @@ class LLMResponse:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: LLMUsage = field(default_factory=LLMUsage)
     response_id: str = ""
+    model: str = ""  # as the endpoint named it
+    created: int = 0  # the endpoint's Unix time of the response
 
 
 class LLMClient(Protocol):

@@ -142,6 +142,8 @@ class LiteLLMClient:
             for call in (getattr(message, "tool_calls", None) or [])
         ]
         usage = getattr(response, "usage", None)
+        details = getattr(usage, "prompt_tokens_details", None)
+        created = getattr(response, "created", 0)
         return LLMResponse(
             content=getattr(message, "content", None) or None,
             tool_calls=tool_calls,
@@ -150,8 +152,12 @@ class LiteLLMClient:
                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                 cost=self._cost(litellm, response),
                 latency_seconds=latency,
+                cache_read_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+                cache_write_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
             ),
             response_id=str(getattr(response, "id", "") or ""),
+            model=str(getattr(response, "model", "") or ""),
+            created=created if isinstance(created, int) else 0,
         )
 
     def _cost(self, litellm: ModuleType, response: Any) -> float:

@@ -156,6 +156,7 @@ class OpenAICompatClient:
         details = usage.get("prompt_tokens_details") or {}
         cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
         content = message.get("content")
+        created = data.get("created")
         return LLMResponse(
             content=content if isinstance(content, str) and content else None,
             tool_calls=tool_calls,
@@ -164,8 +165,12 @@ class OpenAICompatClient:
                 completion_tokens=completion_tokens,
                 cost=await self._cost(response, prompt_tokens, completion_tokens, cached),
                 latency_seconds=latency,
+                cache_read_tokens=cached,
+                cache_write_tokens=int(usage.get("cache_creation_input_tokens") or 0),
             ),
             response_id=str(data.get("id") or ""),
+            model=str(data.get("model") or ""),
+            created=created if isinstance(created, int) else 0,
         )
 
     async def _cost(
