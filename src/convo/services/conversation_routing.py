@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from typing import Any
 
 from convo.cluster.channel import NodeChannel
@@ -87,6 +88,7 @@ class RoutedConversations(StoppableConversations):
         self._channel = channel
         self.journal = ActionJournal(settings.resolved_data_dir() / "results")
         self._lease_stops: set[asyncio.Task[bool]] = set()
+        self._over_limit_since: dict[str, float] = {}  # takeovers refused for the limit
 
     async def start(
         self,
@@ -290,7 +292,17 @@ class RoutedConversations(StoppableConversations):
             )
 
     async def _refuse_over_limit(self, conversation_id: str) -> None:
-        """A conversation to take over while its user runs as many as allowed elsewhere."""
+        """A conversation to take over while its user runs as many as allowed elsewhere:
+        refused once it has been so for a lease time. Before that, the node that creates or
+        starts it may be stopping others to make room (its lease comes after), and a refusal
+        now would stop it under that node, its first message never answered."""
+        now = time.monotonic()
+        grace = self._settings.lease_seconds
+        for stale in [c for c, t in self._over_limit_since.items() if now - t > 3 * grace]:
+            del self._over_limit_since[stale]  # started elsewhere since, or gone
+        if now - self._over_limit_since.setdefault(conversation_id, now) < grace:
+            return  # the next round looks again
+        del self._over_limit_since[conversation_id]
         message = self._too_many_message()
         await self.abandon(
             conversation_id,
