@@ -101,8 +101,11 @@ async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
 
 @pytest.mark.timeout(150)
 async def test_the_running_limit_counts_the_whole_cluster(cluster: Cluster) -> None:
+    """Past the per-user limit, each new conversation (on any node) stops the least recently
+    updated one, wherever it runs, and answers its own first message."""
+    over = 3
     created = []
-    for index in range(RUNNING_LIMIT + 1):
+    for index in range(RUNNING_LIMIT + over):
         node = cluster.nodes[index % len(cluster.nodes)]
         created.append(await cluster.create(node, "reply"))
         await wait(lambda c=created[-1], n=node: cluster.finishes(n, c), 30, "its answer")
@@ -114,9 +117,13 @@ async def test_the_running_limit_counts_the_whole_cluster(cluster: Cluster) -> N
 
     await wait(at_the_limit, 30, f"{RUNNING_LIMIT} running across the cluster")
     for node in cluster.nodes:
-        assert len(await cluster.running(node) & set(created)) == RUNNING_LIMIT, node.name
-    running_loops = sum(1 for c in created if cluster.owners(c))
-    assert running_loops <= RUNNING_LIMIT
+        assert await cluster.running(node) & set(created) == set(created[over:]), node.name
+    for conversation_id in created:
+        events = await cluster.events(a, conversation_id)
+        refused = [e for e in events if e.get("observation") == "error"]
+        expected = 1 if conversation_id in created[:over] else 0
+        assert len(refused) == expected, f"{conversation_id}: {refused}"
+    assert sum(1 for c in created if cluster.owners(c)) == RUNNING_LIMIT
 
 
 @pytest.mark.timeout(120)
