@@ -16,7 +16,8 @@ from typing import Literal
 
 from convo.errors import SandboxUnavailable
 from convo.runtime.base import SandboxFactory
-from convo.runtime.bwrap import BwrapSandboxFactory, launch_argv, sandbox_uid
+from convo.runtime.bwrap import BwrapSandboxFactory
+from convo.runtime.bwrap_argv import launch_argv, sandbox_uid
 from convo.runtime.limits import ResourceLimits
 from convo.runtime.network import NetworkMode
 from convo.runtime.process import ProcessSandboxFactory, clean_env
