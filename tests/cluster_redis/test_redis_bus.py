@@ -97,6 +97,20 @@ async def test_a_ready_subscription_misses_nothing_published_after_it(
         subscription.close()
 
 
+async def test_a_listener_that_comes_back_right_after_the_last_one_left_gets_events(
+    redis_server: RedisServer, nodes: NodeFactory
+) -> None:
+    a, b = nodes(redis_server.url, "a"), nodes(redis_server.url, "b")
+    for round_ in range(3):
+        subscription = b.bus.subscribe(CID)
+        await subscription.ready()
+        await a.bus.publish(CID, {"id": round_})
+        assert await _received(subscription, 1) == [{"id": round_}]
+        subscription.close()  # the channel's last listener leaves ...
+        if round_ == 1:
+            await asyncio.sleep(0.2)  # ... and the server unsubscribes, or not yet
+
+
 @pytest.mark.parametrize("fault", ["cut", "stall"])
 async def test_a_listener_whose_connection_breaks_ends_overflowed(
     redis_server: RedisServer, nodes: NodeFactory, proxies: Proxies, fault: str

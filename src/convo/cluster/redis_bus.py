@@ -119,10 +119,9 @@ class RedisEventBus:
         subscription = RedisSubscription(self, conversation_id, max_queue, self._ready_timeout)
         channel = events_channel(conversation_id)
         self._subscribers[conversation_id].add(subscription)
-        if self._listener.is_live(channel):
+        self._listener.want(channel)  # again, if its last subscription just ended
+        if self._listener.is_live(channel):  # no UNSUBSCRIBE was sent since it was confirmed
             subscription.mark_ready()
-        else:
-            self._listener.want(channel)
         return subscription
 
     def discard(self, conversation_id: str, subscription: LocalSubscription) -> None:
