@@ -35,7 +35,7 @@ from bench.agent_loop import all_events
 from bench.harness import ConvoServer, ScriptedLLMProcess
 from bench.pg import DEFAULT_URL, databases, reachable
 from bench.server_figures import percentile, server_settings
-from convo.llm import scripted_server
+from convo.llm import scripted_server_script
 
 PROBES = ("ramp create", "create", "start", "list", "/alive")
 
@@ -75,7 +75,7 @@ class Samples:
 def _script(steps: int, count: int) -> tuple[list[dict[str, Any]], bool]:
     """The LLM's script: per conversation when the scripted server can (each conversation
     runs ``steps`` steps), else one shared script of ``count * steps`` steps."""
-    per_conversation = hasattr(scripted_server, "assistant_turns")
+    per_conversation = hasattr(scripted_server_script, "assistant_turns")
     total = steps if per_conversation else steps * count
     return [
         {"tool": "execute_bash", "arguments": {"command": f": step {i}"}} for i in range(total)

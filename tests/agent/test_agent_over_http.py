@@ -10,7 +10,8 @@ from pydantic import SecretStr
 from convo.domain.conversation import AgentState
 from convo.llm.base import LLMConfig
 from convo.llm.litellm_client import LiteLLMClient
-from convo.llm.scripted_server import ScriptedLLMServer, http_error, text, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import http_error, text, tool_call
 from convo.runtime.fake import FakeSandbox
 from tests.agent.conftest import HarnessFactory
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from convo.llm.scripted_server import ScriptedLLMServer, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import tool_call
 from tests.api.conftest import ServeFactory, wait_for
 
 NEW_KEY = "key-b-0123456789"

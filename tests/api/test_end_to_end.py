@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from convo.llm.scripted_server import ScriptedLLMServer, http_error, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import http_error, tool_call
 from tests.api.conftest import ServeFactory, wait_for
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from convo.llm.scripted_server import ScriptedLLMServer, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import tool_call
 from tests.agent.mcp_helpers import FIXTURE
 from tests.api.conftest import ServeFactory, wait_for
 from tests.api.test_end_to_end import _events

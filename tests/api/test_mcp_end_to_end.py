@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from convo.llm.scripted_server import ScriptedLLMServer, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import tool_call
 from tests.agent.mcp_helpers import FIXTURE, IN_SANDBOX, build_site, http_fixture, stage_fixture
 from tests.api.conftest import ServeFactory, wait_for
 from tests.api.test_end_to_end import _events

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from convo.llm.scripted_server import ScriptedLLMServer, text
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import text
 from tests.api.conftest import RunningServer, ServeFactory, wait_for
 from tests.stream.helpers import SocketClient
 

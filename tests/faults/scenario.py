@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 from bench.harness import ConvoServer
 
-from convo.llm.scripted_server import FINISH, ScriptedLLMServer, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import FINISH, tool_call
 from tests.polling import wait_until
 
 CONVERSATIONS = 10

@@ -30,7 +30,8 @@ from convo.errors import (
 from convo.llm.base import LLMClient, LLMConfig
 from convo.llm.litellm_client import LiteLLMClient
 from convo.llm.openai_compat import OpenAICompatClient
-from convo.llm.scripted_server import ScriptedLLMServer, http_error, text, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import http_error, text, tool_call
 from convo.llm.select import LLMClients, Route, route
 
 MESSAGES = [
@@ -192,7 +193,8 @@ def test_the_light_path_imports_neither_litellm_nor_the_openai_sdk() -> None:
         import asyncio, sys
         from pydantic import SecretStr
         from convo.llm.base import LLMConfig
-        from convo.llm.scripted_server import ScriptedLLMServer, tool_call
+        from convo.llm.scripted_server_script import tool_call
+        from convo.llm.scripted_server import ScriptedLLMServer
         from convo.llm.select import LLMClients, Route, route
 
         async def main():

@@ -17,7 +17,8 @@ from convo.errors import (
 )
 from convo.llm.base import LLMConfig
 from convo.llm.litellm_client import LiteLLMClient, make_llm_client
-from convo.llm.scripted_server import ScriptedLLMServer, http_error, text, tool_call
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import http_error, text, tool_call
 
 MESSAGES = [
     {"role": "system", "content": "You are a test."},

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from convo.llm.scripted_server import (
+from convo.llm.scripted_server import ScriptedLLMServer
+from convo.llm.scripted_server_script import (
     FINISH,
     Script,
-    ScriptedLLMServer,
     http_error,
     load_scripts,
     text,
