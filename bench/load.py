@@ -14,8 +14,10 @@ each with a message, and each runs ``steps`` agent steps (a shell no-op per step
 - ``/alive``.
 
 Every probe sample taken between the first create and the last finish counts; the creates of
-the ``count`` conversations themselves are reported apart ("ramp create"). At the end every
-conversation must have finished with gap-free event ids, or the run fails.
+the ``count`` conversations themselves are reported apart ("ramp create"). The bench sees
+the conversations finish by paging the conversation list (their agent states) twice a
+second. At the end every conversation must have finished with gap-free event ids, or the
+run fails.
 """
 
 from __future__ import annotations
@@ -82,20 +84,7 @@ def _script(steps: int, count: int) -> tuple[list[dict[str, Any]], bool]:
     ], per_conversation
 
 
-async def _last_event(client: httpx.AsyncClient, conversation_id: str) -> dict[str, Any] | None:
-    response = await client.get(
-        f"/api/conversations/{conversation_id}/events", params={"reverse": True, "limit": 1}
-    )
-    events = response.json().get("events") or []
-    return events[0] if events else None
-
-
-def _finished(event: dict[str, Any] | None) -> bool:
-    return bool(
-        event
-        and event.get("observation") == "agent_state_changed"
-        and (event.get("extras") or {}).get("agent_state") in ("finished", "error", "stopped")
-    )
+_ENDED = ("finished", "error", "stopped")
 
 
 async def _probe_alive(client: httpx.AsyncClient, samples: Samples, done: asyncio.Event) -> None:
@@ -126,19 +115,26 @@ async def _probe_create_start(
 async def _wait_finished(
     client: httpx.AsyncClient, ids: list[str], timeout: float
 ) -> tuple[set[str], float]:
-    """Poll each unfinished conversation's last event (8 at a time) until all finished."""
+    """Page through the conversation list every half second until every conversation's
+    agent has ended its turn (a few requests per round: polling each conversation's events
+    instead made the bench itself hundreds of requests a second, more than the probes)."""
+    wanted = set(ids)
     finished: set[str] = set()
-    gate = asyncio.Semaphore(8)
     deadline = time.perf_counter() + timeout
-
-    async def check(cid: str) -> None:
-        async with gate:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                if _finished(await _last_event(client, cid)):
-                    finished.add(cid)
-
-    while len(finished) < len(ids) and time.perf_counter() < deadline:
-        await asyncio.gather(*(check(c) for c in ids if c not in finished))
+    while len(finished) < len(wanted) and time.perf_counter() < deadline:
+        page_id = None
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            while True:
+                params: dict[str, Any] = {"limit": 100}
+                if page_id:
+                    params["page_id"] = page_id
+                body = (await client.get("/api/conversations", params=params)).json()
+                for info in body["results"]:
+                    if info["conversation_id"] in wanted and info.get("agent_state") in _ENDED:
+                        finished.add(info["conversation_id"])
+                page_id = body.get("next_page_id")
+                if not page_id:
+                    break
         await asyncio.sleep(0.5)
     return finished, time.perf_counter()
 

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult
+from convo.runtime.launch import Launched, launch
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +113,6 @@ class OutputBuffer:
 _READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine())
 
 
-def pipe_id(stream: asyncio.StreamWriter) -> str:
-    """``pipe:[inode]``, as /proc/PID/fd/N shows the other end of our pipe."""
-    pipe = stream.get_extra_info("pipe")
-    return f"pipe:[{os.fstat(pipe.fileno()).st_ino}]" if pipe is not None else ""
-
-
 def group_pids(pgid: int, *, skip_wrapper: bool = False) -> list[int]:
     """The group's processes, zombies left out; ``skip_wrapper`` also leaves out the
     leader and its direct children (bwrap and its in-sandbox init)."""
@@ -192,7 +187,8 @@ class BashSession:
         self._init = _INIT + init_script
         self._wrapped = wrapped  # argv starts bash through a wrapper that signals must skip
         self._lock = asyncio.Lock()
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Launched | None = None
+        self._ending: asyncio.Task[None] | None = None  # the last shell's kill
         self._reader: asyncio.Task[None] | None = None
         self._out = OutputBuffer(max(2 * max_output_chars, 16_384))
         self._data = asyncio.Event()
@@ -248,23 +244,18 @@ class BashSession:
     # --- internals -------------------------------------------------------------------
     async def _launch(self) -> None:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=self._cwd_host,
-                env=self._env,
-                start_new_session=True,
-                pass_fds=self._pass_fds,
+            proc = await launch(
+                self._argv, cwd=self._cwd_host, env=self._env, pass_fds=self._pass_fds
             )
         except OSError as exc:
             raise SandboxError(f"Cannot start the shell {self._argv[0]!r}: {exc}") from exc
-        assert proc.stdin is not None and proc.stdout is not None
         self._proc, self._eof, self._pending = proc, False, None
         self._out = OutputBuffer(self._out.keep)
         self._reader = asyncio.create_task(self._read(proc.stdout), name=f"shell-{proc.pid}")
-        self._stdin_id = pipe_id(proc.stdin)
+        self._stdin_id = proc.stdin_id
+        if self._closed:  # close() ran while it started, and found no shell to kill
+            await self._kill()
+            raise SandboxError("The sandbox is closed")
         token = uuid.uuid4().hex.encode()
         cd = f"cd -- {shlex.quote(self._dir)} 2>/dev/null\n"
         await self._write((self._init + cd + _marker_line(token, "0")).encode())
@@ -288,7 +279,7 @@ class BashSession:
 
     async def _write(self, data: bytes) -> None:
         proc = self._proc
-        if proc is None or proc.stdin is None:
+        if proc is None:
             return
         try:
             proc.stdin.write(data)
@@ -384,12 +375,19 @@ class BashSession:
 
     async def _kill(self) -> None:
         proc, reader = self._proc, self._reader
-        if proc is None:
-            return
-        self._proc, self._reader, self._pending = None, None, None
+        if proc is not None:
+            self._proc, self._reader, self._pending = None, None, None
+            # Finished even when the caller is cancelled meanwhile (a quota watch closed
+            # while it kills its shell); a later close() waits for it.
+            self._ending = asyncio.create_task(
+                self._end(proc, reader), name=f"shell-{proc.pid}:kill"
+            )
+        if self._ending is not None:
+            await asyncio.shield(self._ending)
+
+    async def _end(self, proc: Launched, reader: asyncio.Task[None] | None) -> None:
         _killpg(proc.pid, signal.SIGTERM)
-        if proc.stdin is not None:
-            proc.stdin.close()
+        proc.stdin.close()
         for _ in range(max(1, int(self._grace / 0.05))):
             if not await asyncio.to_thread(group_pids, proc.pid):
                 break
@@ -401,3 +399,4 @@ class BashSession:
                 await asyncio.wait_for(reader, self._grace + 1.0)
             except TimeoutError:
                 logger.warning("shell %s: output pipe still open after kill", proc.pid)
+        proc.close_pipes()
