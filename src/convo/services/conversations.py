@@ -209,6 +209,8 @@ class ConversationManager(RoutedConversations):
             metadata = await self.get_metadata(conversation_id)
         if metadata.user_id != user_id:
             raise ConversationNotFound(conversation_id)  # not the caller's conversation
+        if self.ownership.owned_elsewhere(conversation_id):  # as get_metadata just saw
+            return ConversationStatus.RUNNING
         await self._ensure_free_disk()
         self._unstored_stops.pop(conversation_id, None)  # a start overrides an unstored stop
         status = await self._start_loop(conversation_id, providers_set, metadata, config)
