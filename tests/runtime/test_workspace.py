@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from convo.errors import PathOutsideWorkspace
-from convo.runtime.workspace import MAX_DEPTH, NotRegularFile, Workspace, WorkspaceChanged
+from convo.runtime.workspace import NotRegularFile, Workspace
+from convo.runtime.workspace_walk import MAX_DEPTH, WorkspaceChanged
 from tests.security.swap import start_swapping, swap_count
 
 SECRET = b"host secret, never to be read"

@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from convo.errors import ConvoError, PathOutsideWorkspace
-from convo.runtime.workspace import Workspace, WorkspaceChanged
+from convo.runtime.workspace import Workspace
+from convo.runtime.workspace_walk import WorkspaceChanged
 
 AGENT_WORKSPACE = PurePosixPath("/workspace")  # how OpenHands clients name the workspace root
 MAX_READ_BYTES = 5 * 1024 * 1024
