@@ -229,9 +229,15 @@ class RoutedConversations(StoppableConversations):
                     raise UnsupportedUserAction(str(exc)) from None
                 if exc.error_type != NotRunningHere.__name__:
                     raise
-                reply = None  # it ended meanwhile: as for a conversation nobody runs
-            if reply is not None:
+                reply = {}  # it ended meanwhile: as for a conversation nobody runs
+            if reply:
                 return Event.from_wire(reply["event"])
+            if reply is None:
+                # the owner does not answer (dead, frozen, or Redis is down): its loop would
+                # never see the event, so it is fenced off; the event is stored here and the
+                # node that resumes the conversation (this one, for a message) finds it
+                with contextlib.suppress(RecordNotFound):
+                    await self.ownership.revoke(conversation_id)
         return await self._send_here(metadata, data)
 
     async def _send_here(self, metadata: ConversationMetadata, data: dict[str, Any]) -> Event:
