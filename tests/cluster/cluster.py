@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from bench.cluster_nodes import FINISH, Cluster, step, step_command, steps_script
+from bench.cluster_nodes import FINISH, Cluster, Node, step, step_command, steps_script
 from bench.redis_server import RedisServer
 
 from tests.faults.proxy import FaultProxy
@@ -71,6 +71,17 @@ async def wait(predicate: Any, timeout: float, what: str, interval: float = 0.05
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def owner_of(cluster: Cluster, conversation_id: str) -> Node:
+    """The one node running it (holding its shell), once there is one. Not necessarily the
+    node that created it: any node's takeover round may win the race for a new lease."""
+    await wait(lambda: len(cluster.owners(conversation_id)) == 1, 15, "one owner")
+    return cluster.owners(conversation_id)[0]
+
+
+def others(cluster: Cluster, node: Node) -> list[Node]:
+    return [n for n in cluster.nodes if n is not node]
 
 
 async def everywhere(cluster: Cluster, conversation_id: str, status: str | None) -> None:

@@ -5,6 +5,7 @@ empty changes nothing for the loops, and the listeners resume where they were.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,15 @@ import httpx
 import pytest
 from bench.cluster_nodes import Cluster, step_count
 
-from tests.cluster.cluster import SCRIPTS, ClusterRig, check_steps, wait
+from tests.cluster.cluster import (
+    SCRIPTS,
+    ClusterRig,
+    check_steps,
+    finished,
+    others,
+    owner_of,
+    wait,
+)
 from tests.cluster.conftest import CLUSTER
 from tests.cluster.listeners import Listener, SocketListener, SseListener
 
@@ -51,15 +60,22 @@ async def _all_seen(cluster: Cluster, listeners: list[Listener], conversation_id
 
 
 @pytest.mark.timeout(120)
-async def test_a_client_on_c_sees_every_event_of_a_loop_on_a(cluster: Cluster) -> None:
-    a, c = cluster.node("A"), cluster.node("C")
-    conversation_id = await cluster.create(a, "short")
-    async with _listening(c.base_url, conversation_id) as listeners:
-        await wait(lambda: cluster.finishes(a, conversation_id), 30, "the task to finish")
-        assert cluster.owners(conversation_id) == [a]
+async def test_clients_on_every_node_see_every_event_of_a_loop(cluster: Cluster) -> None:
+    """Whichever node runs the loop, the clients on the two others see what its own do."""
+    conversation_id = await cluster.create(cluster.node("A"), "short")
+    async with contextlib.AsyncExitStack() as stack:
+        listeners = [
+            listener
+            for node in cluster.nodes
+            for listener in await stack.enter_async_context(
+                _listening(node.base_url, conversation_id)
+            )
+        ]
+        await finished(cluster, conversation_id)
+        await owner_of(cluster, conversation_id)
         await asyncio.sleep(0.5)  # the state change after finish
         await _all_seen(cluster, listeners, conversation_id)
-        assert [listener.connects for listener in listeners] == [1, 1], "a stream broke"
+        assert [listener.connects for listener in listeners] == [1] * 6, "a stream broke"
 
 
 async def _all_healthy(cluster: Cluster) -> bool:
@@ -96,3 +112,26 @@ async def test_redis_cut_then_restarted_under_running_loops(
         await asyncio.sleep(0.5)
         await _all_seen(cluster, [*on_c, *on_b], conversation_id)
     await wait(lambda: _all_healthy(cluster), 20, "every node healthy again")
+
+
+@pytest.mark.timeout(120)
+async def test_a_message_sent_to_another_node_while_redis_is_cut_is_answered(
+    cluster: Cluster, faults: ClusterRig
+) -> None:
+    conversation_id = await cluster.create(cluster.node("A"), "reply")
+    await finished(cluster, conversation_id)
+    other = others(cluster, await owner_of(cluster, conversation_id))[0]
+    faults.proxy.cut()
+    try:
+        async with other.client() as client:
+            sent = await client.post(
+                f"/api/conversations/{conversation_id}/events",
+                json={"action": "message", "args": {"content": "go on"}},
+            )
+    finally:
+        faults.proxy.restore()
+    if sent.status_code == 200:  # accepted: the agent must act on it
+        await finished(cluster, conversation_id, 2)
+        await check_steps(cluster, conversation_id, 1)
+    else:  # refused: the client knows to send it again
+        assert sent.status_code == 503, sent.text

@@ -16,6 +16,8 @@ from tests.cluster.cluster import (
     everywhere,
     finished,
     loop_starts,
+    others,
+    owner_of,
     wait,
 )
 from tests.cluster.conftest import CLUSTER
@@ -67,35 +69,38 @@ async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
 ) -> None:
     a = cluster.node("A")
     replying = await cluster.create(a, "reply")
-    await wait(lambda: cluster.finishes(a, replying), 30, "the first answer")
-    assert cluster.owners(replying) == [a]
+    await finished(cluster, replying)
+    owner = await owner_of(cluster, replying)
+    first = others(cluster, owner)[0]
 
-    # a message sent to B is answered by the loop on A
-    await _message(cluster, "B", replying, "go on")
+    # a message sent to another node is answered by the owner's loop
+    await _message(cluster, first.name, replying, "go on")
     await finished(cluster, replying, 2)
     await check_steps(cluster, replying, 1)
+    assert cluster.owners(replying) == [owner]
 
-    # a stop sent to C ends the work on A
+    # a stop sent to another node ends the work on the owner
     working = await cluster.create(a, "endless")
     await wait(lambda: len(cluster.lines(working)) >= 2, 30, "the task to be working")
-    assert cluster.owners(working) == [a]
-    async with cluster.node("C").client() as client:
+    owner = await owner_of(cluster, working)
+    async with others(cluster, owner)[1].client() as client:
         stopped = await client.post(f"/api/conversations/{working}/stop")
     assert stopped.json()["conversation_status"] == "STOPPED", stopped.text
     await everywhere(cluster, working, "STOPPED")
-    await wait(lambda: not a.runs_shell_of(working), 15, "A to close its sandbox")
+    await wait(lambda: not owner.runs_shell_of(working), 15, "the owner to close its sandbox")
     done = len(cluster.lines(working))
     await asyncio.sleep(1.5)
     assert len(cluster.lines(working)) == done, "the stopped task went on working"
 
-    # a delete sent to B ends the work on A and removes it everywhere
+    # a delete sent to another node ends the work on the owner and removes it everywhere
     deleted = await cluster.create(a, "endless")
     await wait(lambda: len(cluster.lines(deleted)) >= 2, 30, "the task to be working")
-    async with cluster.node("B").client() as client:
+    owner = await owner_of(cluster, deleted)
+    async with others(cluster, owner)[0].client() as client:
         response = await client.delete(f"/api/conversations/{deleted}")
     assert response.status_code == 200 and response.json() is True, response.text
     await everywhere(cluster, deleted, None)
-    await wait(lambda: not a.runs_shell_of(deleted), 15, "A to close its sandbox")
+    await wait(lambda: not owner.runs_shell_of(deleted), 15, "the owner to close its sandbox")
     assert not (cluster.workspaces / deleted / "steps.log").exists()
 
 
