@@ -24,6 +24,7 @@ from convo.errors import (
     StorageError,
     StorageFull,
     StorageUnavailable,
+    TooManyConversations,
     UnsupportedUserAction,
 )
 
@@ -36,6 +37,8 @@ _STATUS: list[tuple[type[ConvoError], int]] = [
     (LLMNotConfigured, 400),
     (LLMError, 502),
     (DiskNearlyFull, 507),  # Insufficient Storage
+    # the user's running limit, with no room made by stopping the oldest: the user must act
+    (TooManyConversations, 429),
     (SandboxError, 500),
     # a row gone mid-request: a conversation deleted while a start or message used it
     (RecordNotFound, 404),
