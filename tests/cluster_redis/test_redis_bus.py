@@ -4,6 +4,7 @@ sees when Redis breaks (the stream resumes from the store without a gap or a dup
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -279,3 +280,62 @@ async def test_the_publishing_server_counts_listeners_on_other_servers(
     for subscription in [*on_b, on_c, here]:
         subscription.close()
     await _count_becomes(a, 0)
+
+
+async def test_listeners_coming_and_going_miss_nothing_published_once_they_are_ready(
+    redis_server: RedisServer, nodes: NodeFactory
+) -> None:
+    """Random subscribes and closes on two servers while the owner publishes to a few
+    channels: every subscription gets, in order, each payload published to its channel
+    after it was ready (earlier ones may come too: they are in the store)."""
+    rng = random.Random(7)
+    a, b = nodes(redis_server.url, "a"), nodes(redis_server.url, "b")
+    channels = [f"{CID}-{i}" for i in range(4)]
+    published = dict.fromkeys(channels, 0)
+    # subscription -> (its server, channel, first sequence number it must get)
+    open_: dict[Subscription, tuple[Any, str, int]] = {}
+    checked = 0
+
+    async def publish(channel: str) -> None:
+        await a.bus.publish(channel, {"id": published[channel]})
+        published[channel] += 1
+
+    async def check(subscription: Subscription) -> None:
+        _, channel, first = open_.pop(subscription)
+        await publish(channel)  # one it must get, at least
+        got = []
+        async with asyncio.timeout(5):
+            while not got or got[-1] < published[channel] - 1:
+                got.append((await subscription.get())["id"])
+        subscription.close()
+        assert got == sorted(got)
+        assert [n for n in got if n >= first] == list(range(first, published[channel]))
+
+    async def subscribe(node: Any, channel: str) -> None:
+        subscription = node.bus.subscribe(channel, max_queue=10_000)
+        await subscription.ready()
+        open_[subscription] = (node, channel, published[channel])
+
+    for _ in range(400):
+        action = rng.random()
+        if action < 0.3:
+            await subscribe(rng.choice([a, b]), rng.choice(channels))
+        elif action < 0.5 and open_:
+            leaving = rng.choice(list(open_))
+            node, channel, _ = open_[leaving]
+            if action < 0.4:
+                await check(leaving)
+                checked += 1
+            else:
+                leaving.close()
+                del open_[leaving]
+            if rng.random() < 0.5:  # back at once, before the server unsubscribes
+                await subscribe(node, channel)
+        else:
+            await publish(rng.choice(channels))
+        if rng.random() < 0.1:
+            await asyncio.sleep(rng.choice([0, 0.001, 0.01]))
+    for subscription in list(open_):
+        await check(subscription)
+        checked += 1
+    assert checked > 30
