@@ -247,7 +247,9 @@ class _Publisher:
                 for conversation_id, _, data in again + batch:
                     pipe.publish(events_channel(conversation_id), data)
                 await pipe.execute()
-        except REDIS_FAILURES as exc:
+        except Exception as exc:  # Redis failures, and anything else: the task goes on
+            if not isinstance(exc, REDIS_FAILURES):
+                logger.exception("publishing live events failed unexpectedly")
             for item in again + batch:
                 self._miss(*item)
             self._failed(exc)

@@ -160,8 +160,13 @@ class RedisNodeChannel:
     def _spawn(self, coroutine: Any, kind: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coroutine, name=f"node-request:{self._node_id}:{kind}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("answering a request failed", exc_info=task.exception())
 
     async def _answer(self, message: dict[str, Any], kind: str) -> None:
         body = message.get("body")

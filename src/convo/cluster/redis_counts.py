@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 
@@ -19,6 +20,8 @@ from redis.asyncio import Redis
 
 from convo.cluster.redis_keys import events_channel
 from convo.cluster.redis_listener import REDIS_FAILURES
+
+logger = logging.getLogger(__name__)
 
 _CHUNK = 500
 _FORGET_AFTER = 24 * 3600.0  # a conversation silent this long, with no listener, is dropped
@@ -56,8 +59,12 @@ class RemoteListeners:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            with contextlib.suppress(*REDIS_FAILURES):
+            try:
                 await self.count()
+            except REDIS_FAILURES:
+                pass  # the last count stays; the listeners log the outage
+            except Exception:
+                logger.exception("counting other servers' listeners failed")
 
     async def count(self) -> None:
         conversation_ids = list(self._published)

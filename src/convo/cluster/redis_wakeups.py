@@ -108,7 +108,9 @@ class RedisWakeups:
                 data = self._pending.popleft()
                 try:
                     await self._client.publish(WAKEUP_CHANNEL, data)
-                except REDIS_FAILURES as exc:
+                except Exception as exc:  # Redis failures, and anything else: the task goes on
+                    if not isinstance(exc, REDIS_FAILURES):
+                        logger.exception("sending a wake-up failed unexpectedly")
                     if not self._failing:
                         logger.warning("wake-ups are not sent while Redis fails: %s", exc)
                     self._failing = True
