@@ -98,9 +98,13 @@ class ActionJournal:
 
     # --- the file ------------------------------------------------------------------------
     async def _save(self, conversation_id: str, entry: _Entry) -> None:
+        # Written here, in the loop's thread (a small file, no fsync: a killed server's
+        # writes are in the page cache), not through a worker thread: under load the pool's
+        # queue held a finished command's result back long enough for a kill -9 to come
+        # first, and the resumed agent was told "interrupted" about a command that had run.
         data = json.dumps(entry.to_json())
         try:
-            await asyncio.to_thread(self._write, conversation_id, data)
+            self._write(conversation_id, data)
         except OSError as exc:
             logger.debug("could not write the action journal of %s: %s", conversation_id, exc)
 
