@@ -1,7 +1,8 @@
 """A resumed loop tells the agent what is known of an action the dead loop left open.
 
 The dead loop stored a ``run`` action and no observation. What the action journal kept
-decides what the agent is told: the command's real result when it had finished, a run now
+decides what the agent is told: the command's real result when it had finished, its exit
+status when the shell recorded its end but the result was lost with the server, a run now
 when it had never started, "interrupted" only when it was cut off while running.
 """
 
@@ -16,7 +17,10 @@ from convo.domain.conversation import AgentState
 from convo.domain.events import CmdOutputMetadata, CmdOutputObservation, Event, EventSource
 from convo.llm.base import LLMResponse
 from convo.llm.scripted import ScriptedLLM, tool_response
+from convo.runtime.base import SandboxSpec
+from convo.runtime.exit_record import EXIT_RECORD, exit_status_since, read_exit_record
 from convo.runtime.fake import FakeSandbox
+from convo.runtime.process import ProcessSandboxFactory
 from convo.services.action_journal import ActionJournal
 from tests.agent.conftest import HarnessFactory
 
@@ -129,3 +133,61 @@ async def test_the_journal_survives_the_process(tmp_path: Path) -> None:
     assert await after.view("c2") is None
     after.forget("c1")
     assert await ActionJournal(tmp_path / "results").view("c1") is None
+
+
+async def test_a_command_that_ended_unreported_gets_its_exit_status(
+    make_harness: HarnessFactory, sandbox: FakeSandbox
+) -> None:
+    """The shell's exit record changed after the action started: the command had ended (the
+    server died before it read the result), so the agent is told its exit status, not
+    "interrupted", and it is not run again."""
+    history = await _cut_off(make_harness, sandbox)
+    action = history[-1]
+    new, llm = await _resume(make_harness, history, JournalView(started=action.id, exit_status=2))
+    assert new[0].cause == action.id and isinstance(new[0], CmdOutputObservation)
+    assert new[0].metadata.exit_code == 2
+    assert "interrupted" not in str(new[0].content) and "exit code 2" in str(new[0].content)
+    assert sandbox.commands == []
+    tools = [m for m in llm.requests[0].messages if m["role"] == "tool"]
+    assert len(tools) == 1 and "exit code 2" in tools[0]["content"]
+
+
+async def test_the_journal_compares_the_shells_exit_record_with_the_one_at_start(
+    tmp_path: Path,
+) -> None:
+    journal = ActionJournal(tmp_path / "results")
+    await journal.started("c1", 5, exit_record=f"{'a' * 32} 0")
+    # nothing ended since: "interrupted" stays possible
+    unchanged = await ActionJournal(tmp_path / "results").view("c1", f"{'a' * 32} 0")
+    assert unchanged is not None and unchanged.exit_status is None
+    # a command ended since, with status 7 (read by a new server, from the file)
+    ended = await ActionJournal(tmp_path / "results").view("c1", f"{'b' * 32} 7")
+    assert ended is not None and ended.started == 5 and ended.exit_status == 7
+    # not a record the shell writes (the agent's own junk): nothing is concluded
+    junk = await ActionJournal(tmp_path / "results").view("c1", "hello 3")
+    assert junk is not None and junk.exit_status is None
+
+
+async def test_the_shell_records_each_commands_exit_status_as_it_ends(tmp_path: Path) -> None:
+    workspace = tmp_path / "workspace"
+    box = ProcessSandboxFactory().create(
+        SandboxSpec(
+            conversation_id="c1", workspace=workspace, env={},
+            command_timeout_seconds=10.0, max_output_chars=1000,
+        )
+    )  # fmt: skip
+    await box.start()
+    try:
+        before = read_exit_record(workspace)
+        result = await box.run("echo made; (exit 3)")
+        assert (result.output, result.exit_code) == ("made", 3)
+        after = read_exit_record(workspace)
+        assert exit_status_since(before, after) == 3
+        result = await box.run("echo ${__CONVO_RC-unset}; set -o noclobber; true")
+        assert (result.output, result.exit_code) == ("unset", 0)  # no variable left behind
+        assert exit_status_since(after, read_exit_record(workspace)) == 0
+        (workspace / EXIT_RECORD).unlink()
+        (workspace / EXIT_RECORD).symlink_to(tmp_path / "elsewhere")
+        assert read_exit_record(workspace) == ""  # never followed
+    finally:
+        await box.close()

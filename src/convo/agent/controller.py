@@ -22,7 +22,7 @@ from typing import Any
 
 from convo.agent import confirmation
 from convo.agent.condenser import Condenser, CondenserConfig, is_context_overflow
-from convo.agent.executor import ActionExecutor, Editor, tool_error
+from convo.agent.executor import ActionExecutor, Editor, run_observation, tool_error
 from convo.agent.failures import (
     ERROR_BUDGET,
     ERROR_INTERRUPTED,
@@ -69,7 +69,7 @@ from convo.domain.events import (
 )
 from convo.errors import LLMBadRequestError, LLMError, StorageError
 from convo.llm.base import LLMClient, LLMResponse, ToolCall
-from convo.runtime.base import Sandbox
+from convo.runtime.base import CommandResult, Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +231,17 @@ class Agent:
             )
             if fate == "finished":
                 await self._emit(result)
+                continue
+            if fate == "exited" and isinstance(action, CmdRunAction) and self._journal:
+                status = self._journal.exit_status
+                note = (
+                    f"[The command had finished with exit code {status} when the conversation "
+                    "was restarted; its output was lost. Do not run it again just to see it "
+                    "finish.]"
+                )
+                await self._emit(
+                    run_observation(action, CommandResult(note, status or 0, "", False))
+                )
                 continue
             if fate == "not_started":
                 if self._on_resumed_action is not None:

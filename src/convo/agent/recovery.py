@@ -56,15 +56,21 @@ class JournalView:
 
     started: int | None = None  # the last action whose command was started
     results: Mapping[int, Event] = field(default_factory=dict)  # action id -> its result
+    exit_status: int | None = None  # the ``started`` action's command ended with this status
 
-    def fate(self, action: Event) -> tuple[Literal["finished", "cut_off", "not_started"], Event]:
-        """What happened to ``action``'s command: it finished (with this observation), it was
-        cut off while running, or it never started. Without a record of it: cut off."""
+    def fate(
+        self, action: Event
+    ) -> tuple[Literal["finished", "exited", "cut_off", "not_started"], Event]:
+        """What happened to ``action``'s command: it finished (with this observation), it
+        ended with ``exit_status`` but its output was lost, it was cut off while running, or
+        it never started. Without a record of it: cut off."""
         found = self.results.get(action.id)
         if found is not None and isinstance(found, Observation) and found.cause == action.id:
             return "finished", found
         if self.started is not None and action.id > self.started:
             return "not_started", action
+        if action.id == self.started and self.exit_status is not None:
+            return "exited", action
         return "cut_off", action
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from convo.errors import SandboxError, SandboxUnavailable
 from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
 from convo.runtime.bwrap_argv import MOUNT, launch_argv, sandbox_uid
+from convo.runtime.exit_record import EXIT_RECORD
 from convo.runtime.limits import ResourceLimits, SandboxCgroup
 from convo.runtime.network import NetworkMode, isolated_network
 from convo.runtime.oneshot import run_once
@@ -106,6 +107,7 @@ class BwrapSandbox:
                 kill_grace_seconds=self._grace,
                 init_script=self._limits.ulimit_script() + export_script(self._spec.env),
                 wrapped=True,
+                status_file=str(MOUNT / EXIT_RECORD),
             )
             await session.start()
         except SandboxError as exc:

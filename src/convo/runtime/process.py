@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
+from convo.runtime.exit_record import EXIT_RECORD
 from convo.runtime.oneshot import run_once
 from convo.runtime.quota import WorkspaceGuard
 from convo.runtime.shell import BashSession
@@ -123,6 +124,7 @@ class ProcessSandbox:
                 + export_script(self._spec.env)
             ),
             pass_fds=(self._lifeline[0],),
+            status_file=str(self._root / EXIT_RECORD),
         )
         self._session = session
         await session.start()

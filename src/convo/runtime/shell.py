@@ -175,9 +175,11 @@ class BashSession:
         init_script: str = "",
         wrapped: bool = False,
         pass_fds: Sequence[int] = (),
+        status_file: str | None = None,
     ) -> None:
         self._argv = list(argv)
         self._pass_fds = tuple(pass_fds)
+        self._status_file = status_file  # as the shell sees it; see EXIT_RECORD
         self._cwd_host = cwd
         self._env = dict(env)
         self._dir = start_dir  # last known working directory, as the shell sees it
@@ -233,8 +235,22 @@ class BashSession:
             else:
                 self._pending = uuid.uuid4().hex.encode()
                 line = f"builtin source <(builtin printf %s {shlex.quote(command)}); "
-                await self._write((line + _marker_line(self._pending, '"$?"')).encode())
+                await self._write((line + self._end_of_command(self._pending)).encode())
             return await self._collect(limit)
+
+    def _end_of_command(self, token: bytes) -> str:
+        """What follows a command on its line: its exit status written to the status file
+        by bash itself, the moment the command ends (``runtime.exit_record``), then the
+        end marker."""
+        if self._status_file is None:
+            return _marker_line(token, '"$?"')
+        record = (
+            'builtin printf -v __CONVO_RC %s "$?"; '
+            f"builtin printf '%s %s\\n' {token.decode()} \"$__CONVO_RC\" "
+            f">| {shlex.quote(self._status_file)} 2>/dev/null; "
+        )
+        marker = _marker_line(token, '"$__CONVO_RC"').rstrip("\n")
+        return f"{record}{marker}; builtin unset __CONVO_RC\n"
 
     async def close(self) -> None:
         """Kill the shell's process group (SIGTERM, then SIGKILL). Idempotent."""

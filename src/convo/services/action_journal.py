@@ -9,7 +9,10 @@ observation is appended. When the loop resumes, an action left without an observ
 given (``JournalView``):
 
 - its journaled result, when its command had finished;
-- "interrupted", when its command had started and no result came back;
+- its exit status, when its command had ended but its result had not come back (the shell
+  writes each command's status to a file of the workspace the moment it ends; the journal
+  keeps what that file held when the action started);
+- "interrupted", when its command had started and had not ended;
 - a run now, when its command had never started (stored, then the loop ended).
 
 The file holds observations as stored: with the conversation's secrets masked. A failed
@@ -30,6 +33,7 @@ from typing import Any
 
 from convo.agent.recovery import JournalView
 from convo.domain.events import Event
+from convo.runtime.exit_record import exit_status_since
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +42,21 @@ logger = logging.getLogger(__name__)
 class _Entry:
     started: int | None = None  # the last action whose command was started
     results: dict[int, Event] = field(default_factory=dict)  # action id -> unstored result
+    exit_record: str = ""  # the shell's exit record as it was when ``started`` started
 
     def to_json(self) -> dict[str, Any]:
         return {
             "started": self.started,
             "results": {str(k): v.to_wire() for k, v in self.results.items()},
+            "exit_record": self.exit_record,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _Entry:
         results = {int(k): Event.from_wire(v) for k, v in (data.get("results") or {}).items()}
         started = data.get("started")
-        return cls(None if started is None else int(started), results)
+        record = str(data.get("exit_record") or "")
+        return cls(None if started is None else int(started), results, record)
 
 
 class ActionJournal:
@@ -60,10 +67,12 @@ class ActionJournal:
     def _path(self, conversation_id: str) -> Path:
         return self._dir / f"{conversation_id}.json"
 
-    async def started(self, conversation_id: str, action_id: int) -> None:
-        """The action is stored and its command about to start."""
+    async def started(self, conversation_id: str, action_id: int, exit_record: str = "") -> None:
+        """The action is stored and its command about to start; ``exit_record`` is the
+        shell's record of the last command's end (``runtime.shell.read_exit_record``) now."""
         entry = self._memory.setdefault(conversation_id, _Entry())
         entry.started = action_id
+        entry.exit_record = exit_record
         await self._save(conversation_id, entry)
 
     async def record(self, conversation_id: str, observation: Event) -> None:
@@ -81,14 +90,20 @@ class ActionJournal:
         if entry is not None and observation.cause is not None:
             entry.results.pop(observation.cause, None)
 
-    async def view(self, conversation_id: str) -> JournalView | None:
-        """What is known of the conversation's last actions; None when nothing is."""
+    async def view(self, conversation_id: str, exit_record: str = "") -> JournalView | None:
+        """What is known of the conversation's last actions; None when nothing is.
+        ``exit_record``: the shell's record now; if it changed since the last action was
+        started, that action's command ended, with the status it holds."""
         entry = self._memory.get(conversation_id)
         if entry is None:
             entry = await asyncio.to_thread(self._read, conversation_id)
         if entry is None:
             return None
-        return JournalView(started=entry.started, results=dict(entry.results))
+        return JournalView(
+            started=entry.started,
+            results=dict(entry.results),
+            exit_status=exit_status_since(entry.exit_record, exit_record),
+        )
 
     def forget(self, conversation_id: str) -> None:
         """The conversation is deleted: drop its journal."""

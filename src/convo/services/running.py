@@ -28,6 +28,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from convo.agent.controller import Agent, AgentConfig
@@ -48,6 +49,7 @@ from convo.errors import LeaseLost, StorageError
 from convo.llm.base import LLMClientFactory, LLMConfig, LLMResponse
 from convo.llm.model_info import accepts_images
 from convo.runtime.base import Sandbox, SandboxFactory, SandboxSpec
+from convo.runtime.exit_record import read_exit_record
 from convo.services.action_journal import ActionJournal
 from convo.services.durable_writes import DurableWriter
 from convo.services.event_log import EventLog, status_update
@@ -175,6 +177,9 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
 
     conversation_id = conversation.conversation_id
 
+    def exit_record() -> str:
+        return read_exit_record(Path(deps.workspace_for(conversation_id)))
+
     async def emit(event: Event) -> Event:
         if conversation.draining and _starts_work(event):
             await conversation.park()
@@ -186,7 +191,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
             deps.journal.stored(conversation_id, stored)
         conversation.note_stored(stored)
         if conversation.pending_action == stored.id:  # its command starts now
-            await deps.journal.started(conversation_id, stored.id)
+            await deps.journal.started(conversation_id, stored.id, exit_record())
         conversation.touch()
         try:
             await deps.on_event(conversation, stored)
@@ -196,7 +201,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
 
     async def resumed_action(action: Event) -> Event:
         conversation.note_started(action)
-        await deps.journal.started(conversation_id, action.id)
+        await deps.journal.started(conversation_id, action.id, exit_record())
         return action
 
     failure: BaseException | None = None
@@ -239,7 +244,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 llm_model=conversation.config.llm.model if conversation.config.llm else "",
             ),
             history=history,
-            journal=await deps.journal.view(conversation_id),
+            journal=await deps.journal.view(conversation_id, exit_record()),
             on_resumed_action=resumed_action,
             mcp=conversation.mcp,
         )
