@@ -113,6 +113,11 @@ class WriteGate:
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for reads: autocommit, so that no connection ever sits idle in a
-    transaction between a read and its return to the pool."""
+    """The engine for reads: autocommit on PostgreSQL, so that no connection ever sits idle
+    in a transaction between a read and its return to the pool. SQLite's driver begins a
+    transaction only before a write, so its reads need no such setting, which costs two
+    round trips to the connection's thread per read (set on checkout, reset on return:
+    about a third of a read's CPU time)."""
+    if is_sqlite(engine):
+        return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")
