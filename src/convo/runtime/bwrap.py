@@ -125,21 +125,28 @@ class BwrapSandbox:
         self._root = self._root.resolve(strict=True)
         if self._uid >= 0:
             self.workspace.chown_tree(self._uid, self._uid)
-        label = "convo-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
-        self._cgroup = SandboxCgroup.create(label, self._limits)
+        self._cgroup = SandboxCgroup.create(self._label("convo-"), self._limits)
+        argv = self._launch_argv(self._root, self._cgroup.procs_files)
+        return [*argv, "bash", "--noprofile", "--norc"]
+
+    def _label(self, prefix: str) -> str:
+        """A cgroup name for this conversation's sandbox (or one of its programs)."""
+        return prefix + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
+
+    def _launch_argv(self, root: Path, cgroup_procs: list[str]) -> list[str]:
+        """Blocking: the launcher command line with the conversation's network mode."""
         isolated = None
         if self._network == "isolated" and self._uid >= 0:
             isolated = isolated_network()
-        argv = launch_argv(
+        return launch_argv(
             self._bwrap,
-            workspace=self._root,
+            workspace=root,
             network=self._network,
             tmp_size_bytes=self._limits.tmp_size_bytes,
             uid=self._uid,
-            cgroup_procs=self._cgroup.procs_files,
+            cgroup_procs=cgroup_procs,
             isolated=isolated,
         )
-        return [*argv, "bash", "--noprofile", "--norc"]
 
     async def run(
         self,
@@ -171,7 +178,7 @@ class BwrapSandbox:
         rlimits and cgroup limits (a cgroup of its own), no network; the workspace must
         exist."""
         where = str(MOUNT.joinpath(*self.workspace.parts(cwd)))
-        label = "convo-exec-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
+        label = self._label("convo-exec-")
         cgroup = await asyncio.to_thread(SandboxCgroup.create, label, self._limits)
         try:
             try:
@@ -208,7 +215,7 @@ class BwrapSandbox:
         if self._closed:
             raise SandboxError("The sandbox is closed")
         where = str(MOUNT.joinpath(*self.workspace.parts(cwd)))
-        label = "convo-mcp-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self._spec.conversation_id)[:64]
+        label = self._label("convo-mcp-")
         cgroup = await asyncio.to_thread(SandboxCgroup.create, label, self._limits)
 
         async def remove_cgroup() -> None:
@@ -233,19 +240,7 @@ class BwrapSandbox:
 
     def _spawn_argv(self, cgroup_procs: list[str]) -> list[str]:
         """Blocking: the launcher command line of a spawned program."""
-        root = self._root.resolve(strict=True)
-        isolated = None
-        if self._network == "isolated" and self._uid >= 0:
-            isolated = isolated_network()
-        return launch_argv(
-            self._bwrap,
-            workspace=root,
-            network=self._network,
-            tmp_size_bytes=self._limits.tmp_size_bytes,
-            uid=self._uid,
-            cgroup_procs=cgroup_procs,
-            isolated=isolated,
-        )
+        return self._launch_argv(self._root.resolve(strict=True), cgroup_procs)
 
     async def wait_failed(self) -> SandboxError:
         return await self._guard.wait_failed()
