@@ -30,26 +30,25 @@ reach only the shell inside, which exports them after it started
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from convo.errors import SandboxError, SandboxUnavailable
-from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
+from convo.runtime.base import ExecResult, SandboxSpec
 from convo.runtime.bwrap_argv import MOUNT, launch_argv, sandbox_uid
 from convo.runtime.exit_record import EXIT_RECORD
 from convo.runtime.limits import ResourceLimits, SandboxCgroup
 from convo.runtime.network import NetworkMode, isolated_network
 from convo.runtime.oneshot import run_once
 from convo.runtime.process import clean_env, export_script
-from convo.runtime.quota import WorkspaceGuard
 from convo.runtime.shell import BashSession
-from convo.runtime.spawned import ENV_READER, SandboxProcess, SpawnedSet, spawn_process
+from convo.runtime.shell_sandbox import ShellSandbox, with_disk_limit
+from convo.runtime.spawned import ENV_READER, SandboxProcess, spawn_process
 from convo.runtime.workspace import Workspace
 
 
-class BwrapSandbox:
+class BwrapSandbox(ShellSandbox):
     """One conversation's workspace and shell, inside bubblewrap."""
 
     def __init__(
@@ -62,27 +61,16 @@ class BwrapSandbox:
         uid: int | None = None,
         kill_grace_seconds: float = 1.0,
     ) -> None:
-        self._spec = spec
-        self._guard = WorkspaceGuard(spec)
+        super().__init__(spec, kill_grace_seconds=kill_grace_seconds)
         self._bwrap = bwrap
         self._network = network
         self._limits = self._guard.limit_files(limits or ResourceLimits())
         self._uid = sandbox_uid(uid)
-        self._grace = kill_grace_seconds
-        self._root = spec.workspace.expanduser().absolute()
-        self._session: BashSession | None = None
         self._cgroup: SandboxCgroup | None = None
-        self._spawned = SpawnedSet()
-        self._closed = False
 
     @property
     def workspace_path(self) -> str:
         return str(MOUNT)
-
-    @property
-    def shell_pid(self) -> int | None:
-        """The pid (on the host) of the launcher/bwrap process leading the shell's group."""
-        return self._session.pid if self._session else None
 
     @property
     def enforced_limits(self) -> list[str]:
@@ -147,18 +135,6 @@ class BwrapSandbox:
             cgroup_procs=cgroup_procs,
             isolated=isolated,
         )
-
-    async def run(
-        self,
-        command: str,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the Sandbox protocol's signature
-        is_input: bool = False,
-    ) -> CommandResult:
-        if self._session is None:
-            raise SandboxError("The sandbox has not been started")
-        self._guard.check()
-        return await self._session.run(command, timeout=timeout, is_input=is_input)
 
     @property
     def workspace(self) -> Workspace:
@@ -242,15 +218,8 @@ class BwrapSandbox:
         """Blocking: the launcher command line of a spawned program."""
         return self._launch_argv(self._root.resolve(strict=True), cgroup_procs)
 
-    async def wait_failed(self) -> SandboxError:
-        return await self._guard.wait_failed()
-
     async def close(self) -> None:
-        self._closed = True
-        await self._spawned.close()
-        await self._guard.close()
-        if self._session is not None:
-            await self._session.close()
+        await self._close_shell()
         cgroup, self._cgroup = self._cgroup, None
         if cgroup is not None:
             await asyncio.to_thread(cgroup.remove)
@@ -279,10 +248,8 @@ class BwrapSandboxFactory:
         self._grace = kill_grace_seconds
 
     def create(self, spec: SandboxSpec) -> BwrapSandbox:
-        if spec.disk_limit_bytes is None:
-            spec = dataclasses.replace(spec, disk_limit_bytes=self.disk_limit_bytes)
         return BwrapSandbox(
-            spec,
+            with_disk_limit(spec, self.disk_limit_bytes),
             bwrap=self._bwrap,
             network=self.network,
             limits=self.limits,

@@ -11,7 +11,6 @@ namespace) catches those.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import re
@@ -19,12 +18,12 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from convo.errors import SandboxError
-from convo.runtime.base import CommandResult, ExecResult, SandboxSpec
+from convo.runtime.base import ExecResult, SandboxSpec
 from convo.runtime.exit_record import EXIT_RECORD
 from convo.runtime.oneshot import run_once
-from convo.runtime.quota import WorkspaceGuard
 from convo.runtime.shell import BashSession
-from convo.runtime.spawned import ENV_READER, SandboxProcess, SpawnedSet, spawn_process
+from convo.runtime.shell_sandbox import ShellSandbox, with_disk_limit
+from convo.runtime.spawned import ENV_READER, SandboxProcess, spawn_process
 from convo.runtime.workspace import Workspace
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -73,30 +72,19 @@ def export_script(variables: Mapping[str, str]) -> str:
     return "".join(lines)
 
 
-class ProcessSandbox:
+class ProcessSandbox(ShellSandbox):
     """One conversation's workspace and shell, without confinement."""
 
     def __init__(
         self, spec: SandboxSpec, *, bash: str = "bash", kill_grace_seconds: float = 1.0
     ) -> None:
-        self._spec = spec
-        self._guard = WorkspaceGuard(spec)
+        super().__init__(spec, kill_grace_seconds=kill_grace_seconds)
         self._bash = bash
-        self._grace = kill_grace_seconds
-        self._root = spec.workspace.expanduser().absolute()
-        self._session: BashSession | None = None
         self._lifeline: tuple[int, int] | None = None
-        self._spawned = SpawnedSet()
-        self._closed = False
 
     @property
     def workspace_path(self) -> str:
         return str(self._root)
-
-    @property
-    def shell_pid(self) -> int | None:
-        """The shell's pid (it leads its own process group), while it runs."""
-        return self._session.pid if self._session else None
 
     async def start(self) -> None:
         if self._closed:
@@ -129,18 +117,6 @@ class ProcessSandbox:
         self._session = session
         await session.start()
         self._guard.start(self._root, session)
-
-    async def run(
-        self,
-        command: str,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the Sandbox protocol's signature
-        is_input: bool = False,
-    ) -> CommandResult:
-        if self._session is None:
-            raise SandboxError("The sandbox has not been started")
-        self._guard.check()
-        return await self._session.run(command, timeout=timeout, is_input=is_input)
 
     @property
     def workspace(self) -> Workspace:
@@ -188,15 +164,8 @@ class ProcessSandbox:
             )
         )
 
-    async def wait_failed(self) -> SandboxError:
-        return await self._guard.wait_failed()
-
     async def close(self) -> None:
-        self._closed = True
-        await self._spawned.close()
-        await self._guard.close()
-        if self._session is not None:
-            await self._session.close()
+        await self._close_shell()
         if self._lifeline is not None:
             for fd in self._lifeline:
                 os.close(fd)
@@ -238,6 +207,8 @@ class ProcessSandboxFactory:
         self.disk_limit_bytes = disk_limit_bytes  # for specs that set none
 
     def create(self, spec: SandboxSpec) -> ProcessSandbox:
-        if spec.disk_limit_bytes is None:
-            spec = dataclasses.replace(spec, disk_limit_bytes=self.disk_limit_bytes)
-        return ProcessSandbox(spec, bash=self._bash, kill_grace_seconds=self._grace)
+        return ProcessSandbox(
+            with_disk_limit(spec, self.disk_limit_bytes),
+            bash=self._bash,
+            kill_grace_seconds=self._grace,
+        )
