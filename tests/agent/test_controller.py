@@ -8,7 +8,9 @@ import json
 import pytest
 
 from convo.agent.controller import AgentConfig
+from convo.agent.start_events import WorkspaceContext
 from convo.domain.conversation import AgentState
+from convo.domain.events import RecallAction, RecallObservation, SystemMessageAction
 from convo.errors import LLMAuthenticationError, LLMConnectionError
 from convo.llm.base import LLMUsage
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
@@ -47,6 +49,9 @@ async def test_run_create_edit_finish(make_harness: HarnessFactory, sandbox: Fak
 
     assert h.kinds() == [
         ("user", "message"),
+        ("agent", "system"),  # the system prompt and tools, as OpenHands opens a conversation
+        ("user", "recall"),  # the workspace context of the first message
+        ("environment", "recall"),
         ("agent", "run"),
         ("agent", "run"),
         ("agent", "edit"),
@@ -333,3 +338,43 @@ async def test_cancellation_propagates(make_harness: HarnessFactory, sandbox: Fa
     h.task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await h.task
+
+
+async def test_a_conversation_opens_with_the_system_action_and_the_workspace_context(
+    make_harness: HarnessFactory,
+) -> None:
+    llm = ScriptedLLM([text_response("Hi"), text_response("Again")])
+    config = AgentConfig(
+        workspace=WorkspaceContext(
+            repository="acme/widgets", branch="main", instructions="Run make"
+        )
+    )
+    h = make_harness(llm, config=config)
+    h.send("hello")
+    h.start()
+    await h.settle(AWAITING)
+    system = next(e for e in h.events if isinstance(e, SystemMessageAction))
+    assert system.content == llm.requests[0].messages[0]["content"]  # the prompt the LLM got
+    assert [t["function"]["name"] for t in system.tools or []] == [
+        t["function"]["name"] for t in llm.requests[0].tools
+    ]
+    action = next(e for e in h.events if isinstance(e, RecallAction))
+    observation = next(e for e in h.events if isinstance(e, RecallObservation))
+    assert (action.source, action.recall_type, action.query) == (
+        "user",
+        "workspace_context",
+        "hello",
+    )
+    assert observation.cause == action.id and observation.source == "environment"
+    assert (observation.repo_name, observation.repo_directory, observation.repo_branch) == (
+        "acme/widgets",
+        "widgets",
+        "main",
+    )
+    assert observation.repo_instructions == "Run make" and observation.working_dir
+    h.send("more")
+    await h.until(lambda: len(h.of("message")) == 4)
+    await h.settle(AWAITING)
+    # once per conversation, and never shown to the model as messages
+    assert sum(isinstance(e, SystemMessageAction | RecallAction) for e in h.events) == 2
+    assert [m["role"] for m in llm.requests[1].messages] == ["system", "user", "assistant", "user"]

@@ -67,6 +67,9 @@ async def test_agent_runs_a_command_edits_a_file_and_finishes(
         steps = [k for k in kinds if k[1] != "agent_state_changed"]
         assert steps == [
             ("user", "message"),
+            ("agent", "system"),  # the prompt and tools, as OpenHands opens a conversation
+            ("user", "recall"),  # the first message's workspace context
+            ("environment", "recall"),
             ("agent", "run"),
             ("agent", "run"),
             ("agent", "edit"),

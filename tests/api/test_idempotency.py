@@ -32,7 +32,8 @@ async def test_a_retried_create_returns_the_same_conversation(server_factory: Se
         assert {r.json()["conversation_id"] for r in again} == {cid}
         assert await _count(server) == 1
         events = (await client.get(f"/api/conversations/{cid}/events")).json()["events"]
-        assert [e.get("message") for e in events if e.get("source") == "user"] == ["hello"]
+        messages = [e for e in events if e.get("source") == "user" and e.get("action") == "message"]
+        assert [e["args"]["content"] for e in messages] == ["hello"]
 
         other = await client.post(
             "/api/conversations", json=body, headers={"Idempotency-Key": "create-2"}

@@ -121,7 +121,11 @@ async def test_clone_checkout_setup_instructions_and_recall(
         last = llm.requests[-1].messages
         assert "Deploy with `make release`." in last[-1]["content"]
         assert last[-2]["content"] == "How do I deploy this?"
-        recalls = [e for e in await _events(server, cid) if e.get("observation") == "recall"]
+        recalls = [
+            e
+            for e in await _events(server, cid)
+            if e.get("observation") == "recall" and e["extras"]["recall_type"] == "knowledge"
+        ]
         assert [k["name"] for k in recalls[0]["extras"]["microagent_knowledge"]] == ["deploy"]
 
         everything = json.dumps(await _events(server, cid))

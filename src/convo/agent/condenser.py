@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convo.agent.history import build_messages
+from convo.agent.start_events import is_start_event
 from convo.domain.events import (
     AgentStateChangedObservation,
     CondensationAction,
@@ -105,7 +106,13 @@ def view(events: Sequence[Event]) -> list[Event]:
         if isinstance(event, CondensationAction):
             forgotten |= _forgotten(event)
             latest = event
-    kept = [e for e in events if e.id not in forgotten and not isinstance(e, CondensationAction)]
+    kept = [
+        e
+        for e in events
+        if e.id not in forgotten
+        and not isinstance(e, CondensationAction)
+        and not is_start_event(e)  # shown to clients; the model has them in its prompt
+    ]
     if latest is not None and latest.summary:
         kept.insert(_head_length(kept), latest)
     return kept

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from convo.agent import confirmation
+from convo.agent import confirmation, start_events
 from convo.agent.condenser import Condenser, CondenserConfig, is_context_overflow
 from convo.agent.executor import ActionExecutor, Editor, run_observation, tool_error
 from convo.agent.failures import (
@@ -44,6 +44,7 @@ from convo.agent.recovery import (
     iterations_since_user,
     unanswered,
 )
+from convo.agent.start_events import WorkspaceContext
 from convo.agent.stuck import detect_stuck
 from convo.agent.tools import (
     InvalidToolCall,
@@ -92,6 +93,7 @@ class AgentConfig:
     condenser: CondenserConfig = field(default_factory=CondenserConfig)
     vision: bool = True  # the model takes images (user messages' images as image parts)
     llm_model: str = ""  # named in llm_metrics
+    workspace: WorkspaceContext = field(default_factory=WorkspaceContext)  # for the recall
 
 
 class Agent:
@@ -198,6 +200,8 @@ class Agent:
         is not added to the history twice.
         """
         await self._close_interrupted()
+        if not start_events.has_system_action(self._history):
+            await self._emit(start_events.system_action(self.system_prompt, self._tool_specs()))
         queued: list[Event] = []
         while not inbox.empty():
             queued.append(inbox.get_nowait())
@@ -485,7 +489,17 @@ class Agent:
             await self._emit(confirmation.rejection(stored, reason))
 
     async def _recall(self, message: Event) -> None:
-        """Knowledge microagents the user message triggers, as a recall observation."""
+        """The workspace's context for the first user message (``agent.start_events``), and
+        the knowledge microagents a user message triggers, as recall observations."""
+        if isinstance(message, MessageAction) and start_events.needs_workspace_recall(
+            self._history
+        ):
+            action = await self._emit(start_events.workspace_recall_action(message))
+            await self._emit(
+                start_events.workspace_recall_observation(
+                    action, self.config.workspace, self._sandbox.workspace_path
+                )
+            )
         workspace = self._sandbox.workspace
         observation = await asyncio.to_thread(recall, workspace, message, self._history)
         if observation is not None:

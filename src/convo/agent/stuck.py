@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convo.agent.history import since_last_user_message
+from convo.agent.start_events import is_start_event
 from convo.domain.events import (
     Action,
     CmdOutputObservation,
@@ -118,7 +119,7 @@ def _condensation_loop(events: Sequence[Event], times: int = 10) -> bool:
 
 def detect_stuck(events: Sequence[Event]) -> str | None:
     """The name of the pattern the agent is caught in since the last user message, or None."""
-    recent = since_last_user_message(events)
+    recent = [e for e in since_last_user_message(events) if not is_start_event(e)]
     steps = steps_of(recent)
     if _repeated_pair(steps):
         return REPEATED_PAIR

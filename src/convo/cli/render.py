@@ -30,8 +30,8 @@ class Tally:
     state: str | None = None
 
     def count(self, event: dict[str, Any]) -> None:
-        if event.get("source") == "agent" and event.get("action"):
-            self.steps += 1
+        if event.get("source") == "agent" and event.get("action") not in (None, "system"):
+            self.steps += 1  # the system action (prompt and tools) is no step
         metrics = event.get("llm_metrics") or {}
         if "accumulated_cost" in metrics:
             self.cost = float(metrics["accumulated_cost"] or 0.0)

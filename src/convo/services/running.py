@@ -34,6 +34,7 @@ from typing import Any
 from convo.agent.controller import Agent, AgentConfig
 from convo.agent.mcp_tools import McpToolbox
 from convo.agent.recovery import EXECUTABLE_ACTIONS
+from convo.agent.start_events import WorkspaceContext
 from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
 from convo.domain.events import (
     Event,
@@ -242,6 +243,12 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 condenser=conversation.config.condenser,
                 vision=await _accepts_images(conversation.config),
                 llm_model=conversation.config.llm.model if conversation.config.llm else "",
+                workspace=WorkspaceContext(
+                    repository=conversation.metadata.selected_repository,
+                    branch=conversation.metadata.selected_branch,
+                    instructions=instructions,
+                    conversation_instructions=conversation.metadata.conversation_instructions or "",
+                ),
             ),
             history=history,
             journal=await deps.journal.view(conversation_id, exit_record()),
