@@ -72,6 +72,14 @@ async def measure_backend(
     await _guarded(
         figures, "/start", server_figures.start_latency(work / "start", await new_url(), quick)
     )
+    if await sandbox_runtime_available(work / "probe"):
+        await _guarded(
+            figures,
+            "create → RUNNING, sandbox",
+            server_figures.create_to_running(
+                work / "sandboxed", await new_url(), "sandbox", 5 if quick else 20
+            ),
+        )
     for count, steps in ((1, 100 if quick else 300), (100, 500 if quick else 2000)):
 
         async def steps_figure(count: int = count, steps: int = steps) -> dict[str, Any]:
@@ -186,6 +194,12 @@ ROWS: list[tuple[str, str, str, str]] = [
         "-",
     ),
     ("create → RUNNING (median)", "create_to_running_s", "{:.3f} s", "1.07 s"),
+    (
+        "create → RUNNING, sandbox runtime (median)",
+        "create_to_running_sandbox_s",
+        "{:.3f} s",
+        "-",
+    ),
     (
         "/start of a stopped conversation → RUNNING (median)",
         "start_stopped_to_running_s",

@@ -149,6 +149,28 @@ async def start_latency(workdir: Path, database_url: str | None, quick: bool) ->
     return figures
 
 
+async def create_to_running(
+    workdir: Path, database_url: str | None, runtime: str, samples: int
+) -> Figures:
+    """create → RUNNING (median) on a server of the given runtime (``sandbox``: each
+    conversation's shell in its bubblewrap sandbox)."""
+    server = ConvoServer(workdir, server_settings(workdir, database_url, runtime=runtime))
+    times: list[float] = []
+    try:
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            for sample in range(samples + 2):  # the first two warm up
+                began = time.perf_counter()
+                conversation_id = await _create(client)
+                await wait_status(client, conversation_id, "RUNNING")
+                if sample >= 2:
+                    times.append(time.perf_counter() - began)
+                await client.post(f"/api/conversations/{conversation_id}/stop")
+    finally:
+        await server.terminate()
+    return {f"create_to_running_{runtime}_s": statistics.median(times)}
+
+
 # --- many idle conversations ---------------------------------------------------------------
 async def idle_footprint(
     workdir: Path, database_url: str | None, counts: list[int], runtime: str = "process"
