@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the objects on app.state, and the session key check."""
+"""FastAPI dependencies: the objects on app.state, and the session key check.
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, a round trip
+per dependency per request (16 on a /start) for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -16,32 +20,32 @@ from convo.storage.base import Storage
 _api_key_header = APIKeyHeader(name="X-Session-API-Key", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_manager(request: Request) -> ConversationManager:
+async def get_manager(request: Request) -> ConversationManager:
     manager: ConversationManager = request.app.state.manager
     return manager
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
 
-def get_sandbox_factory(request: Request) -> SandboxFactory:
+async def get_sandbox_factory(request: Request) -> SandboxFactory:
     factory: SandboxFactory = request.app.state.sandbox_factory
     return factory
 
 
-def get_user_id() -> str | None:
+async def get_user_id() -> str | None:
     """One user per server for now: requests are made on behalf of the key holder."""
     return None
 
 
-def require_session_key(
+async def require_session_key(
     settings: Annotated[Settings, Depends(get_settings)],
     key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
