@@ -15,6 +15,7 @@ from convo.api.schemas import (
 )
 from convo.domain.conversation import ProviderToken, UserSettings
 from convo.domain.mcp_config import MCPConfig
+from convo.services.user_config import resolve_config
 
 router = APIRouter(prefix="/api", tags=["settings"])
 
@@ -46,6 +47,7 @@ async def load_settings(
             return JSONResponse(NOT_STORED, status_code=404)
         stored = UserSettings()
     secrets = await storage.settings.load_secrets(user_id)
+    effective = resolve_config(settings, stored, secrets, None)  # what a conversation runs with
     kept = {name: stored.extra[name] for name in CLIENT_SETTINGS if name in stored.extra}
     if "mcp_config" in kept:  # its API keys and environment values hidden
         servers = _stored_mcp(stored)
@@ -54,19 +56,15 @@ async def load_settings(
         **kept,
         language=stored.language,
         agent=stored.agent or "CodeActAgent",
-        max_iterations=stored.max_iterations or settings.max_iterations,
-        max_budget_per_task=(
-            stored.max_budget_per_task
-            if stored.max_budget_per_task is not None
-            else settings.max_budget_per_task
-        ),
+        max_iterations=effective.max_iterations,
+        max_budget_per_task=effective.max_budget_per_task,
         confirmation_mode=stored.confirmation_mode,
         llm_model=stored.llm_model or settings.llm_model,
         llm_base_url=stored.llm_base_url or settings.llm_base_url,
         llm_api_key_set=bool(stored.llm_api_key or settings.llm_api_key),
         search_api_key_set=bool(stored.search_api_key),
-        git_user_name=stored.git_user_name or settings.git_user_name,
-        git_user_email=stored.git_user_email or settings.git_user_email,
+        git_user_name=effective.repository.git_user_name,
+        git_user_email=effective.repository.git_user_email,
         provider_tokens_set={p: t.host for p, t in secrets.provider_tokens.items()},
     )
 
