@@ -21,16 +21,19 @@ The replay lives in the loop's memory: a restart during it goes on with the mode
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from convo.agent.tools import EDITOR_COMMANDS, EXECUTE_BASH, FINISH, STR_REPLACE_EDITOR, THINK
 from convo.domain.events import (
     Action,
-    ActionType,
+    AgentFinishAction,
+    AgentThinkAction,
+    CmdRunAction,
     Event,
     EventSource,
+    FileEditAction,
+    FileReadAction,
     MessageAction,
     confirmation_state,
 )
@@ -80,41 +83,34 @@ def _call(call_id: str, name: str, arguments: dict[str, Any], thought: str) -> L
     return LLMResponse(content=thought or None, tool_calls=[call], response_id=call_id)
 
 
-def _run(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse:
-    is_input = "true" if args.get("is_input") else "false"
-    return _call(
-        call_id, EXECUTE_BASH, {"command": args.get("command"), "is_input": is_input}, thought
-    )
-
-
-def _read(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse:
-    arguments = {"command": "view", "path": args.get("path"), "view_range": args.get("view_range")}
-    return _call(call_id, STR_REPLACE_EDITOR, arguments, thought)
-
-
-def _edit(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse | None:
-    if args.get("command") not in EDITOR_COMMANDS:
-        return None  # OpenHands' LLM-based whole-file edits have no tool here
-    names = ("command", "path", "file_text", "old_str", "new_str", "insert_line")
-    return _call(call_id, STR_REPLACE_EDITOR, {n: args.get(n) for n in names}, thought)
-
-
-def _think(args: dict[str, Any], call_id: str, _thought: str) -> LLMResponse:
-    return _call(call_id, THINK, {"thought": args.get("thought", "")}, "")
-
-
-def _finish(args: dict[str, Any], call_id: str, thought: str) -> LLMResponse:
-    message = args.get("final_thought") or args.get("message") or ""
-    return _call(call_id, FINISH, {"message": message}, thought)
-
-
-_REPLAYED: dict[str, Callable[[dict[str, Any], str, str], LLMResponse | None]] = {
-    ActionType.RUN: _run,
-    ActionType.READ: _read,
-    ActionType.EDIT: _edit,
-    ActionType.THINK: _think,
-    ActionType.FINISH: _finish,
-}
+def _action_call(event: Action, call_id: str) -> LLMResponse | None:
+    """The tool call that makes the loop take this recorded action again, if it has one."""
+    if isinstance(event, CmdRunAction):
+        is_input = "true" if event.is_input else "false"
+        arguments: dict[str, Any] = {"command": event.command, "is_input": is_input}
+        return _call(call_id, EXECUTE_BASH, arguments, event.thought)
+    if isinstance(event, FileReadAction):
+        arguments = {"command": "view", "path": event.path, "view_range": event.view_range}
+        return _call(call_id, STR_REPLACE_EDITOR, arguments, event.thought)
+    if isinstance(event, FileEditAction):
+        if event.command not in EDITOR_COMMANDS:
+            return None  # OpenHands' LLM-based whole-file edits have no tool here
+        arguments = {
+            "command": event.command,
+            "path": event.path,
+            "file_text": event.file_text,
+            "old_str": event.old_str,
+            "new_str": event.new_str,
+            "insert_line": event.insert_line,
+        }
+        return _call(call_id, STR_REPLACE_EDITOR, arguments, event.thought)
+    if isinstance(event, AgentThinkAction):
+        return _call(call_id, THINK, {"thought": event.thought}, "")
+    if isinstance(event, AgentFinishAction):
+        return _call(
+            call_id, FINISH, {"message": event.final_thought or event.message}, event.thought
+        )
+    return None
 
 
 def _response(event: Event, call_id: str) -> LLMResponse | None:
@@ -124,10 +120,6 @@ def _response(event: Event, call_id: str) -> LLMResponse | None:
         return LLMResponse(content=content, response_id=call_id) if content else None
     if not isinstance(event, Action):
         return None
-    args = event.args
     if confirmation_state(event) in ("awaiting_confirmation", "rejected"):
         return None  # the decided copy (or none, when rejected) is what was carried out
-    build = _REPLAYED.get(str(event.action))
-    if build is None:
-        return None
-    return build(args, call_id, str(args.get("thought") or ""))
+    return _action_call(event, call_id)
