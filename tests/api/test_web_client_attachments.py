@@ -65,12 +65,7 @@ async def test_images_and_files_reach_a_model_that_takes_images(
 
         # the chat input: an image and an uploaded file (services/chat-service.ts)
         client = SocketClient(server.base_url)
-        await client.sio.connect(
-            f"{server.base_url}?conversation_id={cid}&latest_event_id=-1",
-            transports=["websocket"],
-            socketio_path="socket.io",
-            wait_timeout=10,
-        )
+        await client.connect(cid, latest_event_id=-1)
         try:
             message = {
                 "action": "message",

@@ -5,8 +5,6 @@ Socket.IO, a real workspace (the process runtime)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM
 from convo.services.user_events import NO_BROWSER
@@ -16,26 +14,8 @@ from tests.stream.helpers import SocketClient
 
 async def _connect(server: RunningServer, cid: str) -> SocketClient:
     client = SocketClient(server.base_url)
-    await client.sio.connect(
-        f"{server.base_url}?conversation_id={cid}&latest_event_id=-1",
-        transports=["websocket"],
-        socketio_path="socket.io",
-        wait_timeout=10,
-    )
+    await client.connect(cid, latest_event_id=-1)
     return client
-
-
-def _state(client: SocketClient) -> str | None:
-    states = [
-        e["extras"]["agent_state"]
-        for e in client.events
-        if e.get("observation") == "agent_state_changed"
-    ]
-    return states[-1] if states else None
-
-
-def _answer(client: SocketClient, action_id: int) -> dict[str, Any] | None:
-    return next((e for e in client.events if e.get("cause") == action_id), None)
 
 
 async def _create(server: RunningServer) -> str:
@@ -50,14 +30,14 @@ async def test_write_over_http_and_the_socket(server_factory: ServeFactory) -> N
         cid = await _create(server)
         client = await _connect(server, cid)
         try:
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
             events = f"/api/conversations/{cid}/events"
             whole = {"action": "write", "args": {"path": "docs/plan.md", "content": "a\nb\nc\n"}}
             sent = await server.client.post(events, json=whole)
             assert sent.status_code == 200, sent.text
             write_id = sent.json()["id"]
-            await wait_for(lambda: _answer(client, write_id) is not None)
-            answer = _answer(client, write_id)
+            await wait_for(lambda: client.answer_to(write_id) is not None)
+            answer = client.answer_to(write_id)
             assert answer is not None and answer["observation"] == "write"
             assert answer["extras"] == {"path": "docs/plan.md"}
             workspace = server.manager.workspace_path(cid)
@@ -76,8 +56,8 @@ async def test_write_over_http_and_the_socket(server_factory: ServeFactory) -> N
 
             outside = {"action": "write", "args": {"path": "/etc/convo-x", "content": "no"}}
             out_id = (await server.client.post(events, json=outside)).json()["id"]
-            await wait_for(lambda: _answer(client, out_id) is not None)
-            refused = _answer(client, out_id)
+            await wait_for(lambda: client.answer_to(out_id) is not None)
+            refused = client.answer_to(out_id)
             assert refused is not None and refused["observation"] == "error"
             assert "outside the workspace" in refused["content"]
             for bad in (
@@ -98,11 +78,11 @@ async def test_write_waits_for_confirmation_as_the_agents_edits(
         cid = await _create(server)
         client = await _connect(server, cid)
         try:
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
             write = {"action": "write", "args": {"path": "held.txt", "content": "later\n"}}
             sent = await server.client.post(f"/api/conversations/{cid}/events", json=write)
             write_id = sent.json()["id"]
-            await wait_for(lambda: _state(client) == "awaiting_user_confirmation")
+            await wait_for(lambda: client.agent_state == "awaiting_user_confirmation")
             workspace = server.manager.workspace_path(cid)
             assert not (workspace / "held.txt").exists()
             stored = next(e for e in client.events if e.get("id") == write_id)
@@ -111,7 +91,7 @@ async def test_write_waits_for_confirmation_as_the_agents_edits(
             await client.sio.emit("oh_user_action", decision)
             await wait_for(lambda: (workspace / "held.txt").exists())
             assert (workspace / "held.txt").read_text() == "later\n"
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
         finally:
             await client.disconnect()
 
@@ -122,18 +102,18 @@ async def test_browse_is_answered_there_is_no_browser(server_factory: ServeFacto
         cid = await _create(server)
         client = await _connect(server, cid)
         try:
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
             browse = {"action": "browse", "args": {"url": "https://example.org/"}}
             await client.sio.emit("oh_user_action", browse)
             await wait_for(lambda: any(e.get("action") == "browse" for e in client.events))
             action = next(e for e in client.events if e.get("action") == "browse")
             assert action["source"] == "user" and action["args"]["url"] == "https://example.org/"
-            await wait_for(lambda: _answer(client, action["id"]) is not None)
-            answer = _answer(client, action["id"])
+            await wait_for(lambda: client.answer_to(action["id"]) is not None)
+            answer = client.answer_to(action["id"])
             assert answer is not None and answer["observation"] == "error"
             assert answer["content"] == NO_BROWSER
             assert not any(e.get("error") for e in client.events)  # no refusal toast
-            assert _state(client) == "awaiting_user_input"  # the agent goes on waiting
+            assert client.agent_state == "awaiting_user_input"  # the agent goes on waiting
         finally:
             await client.disconnect()
 

@@ -143,26 +143,8 @@ async def _create(server: RunningServer, message: str | None = None) -> str:
 async def _connect(server: RunningServer, query: str) -> SocketClient:
     """Connect with the query string exactly as the web client builds it."""
     client = SocketClient(server.base_url)
-    await client.sio.connect(
-        f"{server.base_url}?{query}",
-        transports=["websocket"],
-        socketio_path="socket.io",
-        wait_timeout=10,
-    )
+    await client.connect_query(query)
     return client
-
-
-def _state(client: SocketClient) -> str | None:
-    states = [
-        e["extras"]["agent_state"]
-        for e in client.events
-        if e.get("observation") == "agent_state_changed"
-    ]
-    return states[-1] if states else None
-
-
-def _answer_to(client: SocketClient, action_id: int) -> dict[str, Any] | None:
-    return next((e for e in client.events if e.get("cause") == action_id), None)
 
 
 async def test_the_terminal_runs_a_command_over_the_socket(server_factory: ServeFactory) -> None:
@@ -174,7 +156,7 @@ async def test_the_terminal_runs_a_command_over_the_socket(server_factory: Serve
         # before any event the client sends latest_event_id=undefined (hooks: ws-client-provider)
         client = await _connect(server, f"latest_event_id=undefined&conversation_id={cid}")
         try:
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
             assert client.events[0]["id"] == 0  # "undefined" replays from the start
             # services/terminal-service.ts: what the terminal emits for a typed command
             await client.sio.emit(
@@ -183,8 +165,8 @@ async def test_the_terminal_runs_a_command_over_the_socket(server_factory: Serve
             await wait_for(lambda: any(e.get("action") == "run" for e in client.events))
             run = next(e for e in client.events if e.get("action") == "run")
             assert run["source"] == "user" and run["args"]["command"] == "ls -la"
-            await wait_for(lambda: _answer_to(client, run["id"]) is not None)
-            result = _answer_to(client, run["id"])
+            await wait_for(lambda: client.answer_to(run["id"]) is not None)
+            result = client.answer_to(run["id"])
             assert result is not None and result["observation"] == "run"
             assert "README.md" in result["content"]
             assert result["extras"]["metadata"]["exit_code"] == 0
@@ -204,30 +186,30 @@ async def test_user_actions_over_http_wait_for_confirmation_as_the_agents_do(
         cid = await _create(server)
         client = await _connect(server, f"conversation_id={cid}&latest_event_id=-1")
         try:
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
             sent = await server.client.post(
                 f"/api/conversations/{cid}/events",
                 json={"action": "run", "args": {"command": "rm -rf build"}},
             )
             assert sent.status_code == 200, sent.text
             run_id = sent.json()["id"]
-            await wait_for(lambda: _state(client) == "awaiting_user_confirmation")
+            await wait_for(lambda: client.agent_state == "awaiting_user_confirmation")
             stored = next(e for e in client.events if e.get("id") == run_id)
             assert stored["args"]["confirmation_state"] == "awaiting_confirmation"
-            assert _answer_to(client, run_id) is None  # not run yet
+            assert client.answer_to(run_id) is None  # not run yet
 
             await client.sio.emit(
                 "oh_user_action",
                 {"action": "change_agent_state", "args": {"agent_state": "user_confirmed"}},
             )
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
             confirmed = [
                 e
                 for e in client.events
                 if e.get("action") == "run" and e["args"]["confirmation_state"] == "confirmed"
             ]
             assert len(confirmed) == 1 and confirmed[0]["source"] == "user"
-            await wait_for(lambda: _answer_to(client, confirmed[0]["id"]) is not None)
+            await wait_for(lambda: client.answer_to(confirmed[0]["id"]) is not None)
             commands = [c.command for s in factory.created for c in s.commands]
             assert commands == ["rm -rf build"]
         finally:
@@ -239,17 +221,17 @@ async def test_read_and_edit_from_a_script(server_factory: ServeFactory) -> None
         cid = await _create(server)
         client = await _connect(server, f"conversation_id={cid}")
         try:
-            await wait_for(lambda: _state(client) == "awaiting_user_input")
+            await wait_for(lambda: client.agent_state == "awaiting_user_input")
             post = server.client.post
             events = f"/api/conversations/{cid}/events"
             create = {"action": "edit", "args": {"path": "notes.txt", "command": "create",
                                                  "file_text": "first line\n"}}  # fmt: skip
             created = (await post(events, json=create)).json()["id"]
-            await wait_for(lambda: _answer_to(client, created) is not None)
+            await wait_for(lambda: client.answer_to(created) is not None)
             read = await post(events, json={"action": "read", "args": {"path": "notes.txt"}})
             read_id = read.json()["id"]
-            await wait_for(lambda: _answer_to(client, read_id) is not None)
-            answer = _answer_to(client, read_id)
+            await wait_for(lambda: client.answer_to(read_id) is not None)
+            answer = client.answer_to(read_id)
             assert answer is not None and answer["observation"] == "read"
             assert "first line" in answer["content"]
             files = await server.client.get(f"/api/conversations/{cid}/list-files")

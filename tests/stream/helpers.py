@@ -89,13 +89,31 @@ class SocketClient:
         params = {"conversation_id": conversation_id, **query}
         if latest_event_id is not None:
             params["latest_event_id"] = str(latest_event_id)
-        qs = "&".join(f"{k}={v}" for k, v in params.items())
+        await self.connect_query("&".join(f"{k}={v}" for k, v in params.items()))
+
+    async def connect_query(self, query: str) -> None:
+        """Connect with ``query`` as the query string, exactly as given (as the web client
+        builds it)."""
         await self.sio.connect(
-            f"{self.base_url}?{qs}",
+            f"{self.base_url}?{query}",
             transports=["websocket"],
             socketio_path="socket.io",
             wait_timeout=10,
         )
+
+    @property
+    def agent_state(self) -> str | None:
+        """The agent state of the last ``agent_state_changed`` event received, if any."""
+        states = [
+            e["extras"]["agent_state"]
+            for e in self.events
+            if e.get("observation") == "agent_state_changed"
+        ]
+        return states[-1] if states else None
+
+    def answer_to(self, action_id: int) -> dict[str, Any] | None:
+        """The first event received that the action ``action_id`` caused, if any."""
+        return next((e for e in self.events if e.get("cause") == action_id), None)
 
     async def disconnect(self) -> None:
         await self.sio.disconnect()
