@@ -18,7 +18,7 @@ from convo.runtime.bwrap import BwrapSandbox, BwrapSandboxFactory
 from convo.runtime.process import ProcessSandboxFactory
 from tests.agent.mcp_helpers import FIXTURE, build_site, http_fixture, stage_fixture, stdio_server
 from tests.polling import wait_until
-from tests.runtime.conftest import pid_gone
+from tests.processes import pid_gone
 
 SECRET = "fixture-token-5c1d"
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
 from tests.api.conftest import ServeFactory, wait_for
+from tests.processes import pid_gone
 
 
 async def _all_events(client: Any, cid: str) -> list[dict[str, Any]]:
@@ -44,15 +44,6 @@ async def test_over_the_limit_the_least_recent_is_stopped_with_a_reason(
         assert events[-1]["extras"]["agent_state"] == "stopped"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
-        return stat.read().split()[2] != "Z"
-
-
 async def test_stop_kills_a_running_command(server_factory: ServeFactory) -> None:
     llm = ScriptedLLM(
         [
@@ -68,7 +59,7 @@ async def test_stop_kills_a_running_command(server_factory: ServeFactory) -> Non
         pid_file = server.manager.workspace_path(cid) / "sleep.pid"
         await wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
         pid = int(pid_file.read_text())
-        assert _alive(pid)
+        assert not pid_gone(pid)
         stopped = await server.client.post(f"/api/conversations/{cid}/stop")
         assert stopped.json() == {
             "status": "ok",
@@ -76,7 +67,7 @@ async def test_stop_kills_a_running_command(server_factory: ServeFactory) -> Non
             "message": "Conversation stopped successfully",
             "conversation_status": "STOPPED",
         }
-        await wait_for(lambda: not _alive(pid), timeout=5)
+        await wait_for(lambda: pid_gone(pid), timeout=5)
         again = await server.client.post(f"/api/conversations/{cid}/stop")
         assert again.json()["message"] == "Conversation was not running"
         unknown = await server.client.post("/api/conversations/nope/stop")

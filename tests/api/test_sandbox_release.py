@@ -3,21 +3,12 @@ are gone, it stays RUNNING) and gets a new one on the next message, over the sam
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, tool_response
 from tests.api.conftest import ServeFactory, wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
-        return stat.read().split()[2] != "Z"
+from tests.processes import pid_gone
 
 
 async def _events(client: Any, cid: str) -> list[dict[str, Any]]:
@@ -61,7 +52,7 @@ async def test_an_idle_sandbox_is_released_and_comes_back_with_the_workspace(
         workspace = server.manager.workspace_path(cid)
         shell = int((workspace / "shell.pid").read_text())
         pid = int((workspace / "sleep.pid").read_text())
-        await wait_for(lambda: not _alive(pid) and not _alive(shell))  # released
+        await wait_for(lambda: pid_gone(pid) and pid_gone(shell))  # released
         sandbox = server.manager.running_conversations()[0].sandbox
         await wait_for(lambda: sandbox.releases == 1)  # its processes die before it returns
         info = (await client.get(f"/api/conversations/{cid}")).json()

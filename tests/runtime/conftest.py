@@ -11,15 +11,6 @@ from convo.runtime.base import SandboxSpec
 from convo.runtime.process import ProcessSandbox, ProcessSandboxFactory
 
 
-def pid_gone(pid: int) -> bool:
-    """True once ``pid`` no longer exists or is only a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
 @pytest.fixture
 def spec(tmp_path: Path) -> SandboxSpec:
     return SandboxSpec(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from convo.runtime.network import NetworkMode
 from convo.runtime.select import bwrap_available
 from convo.runtime.shell import group_pids
 from tests.polling import wait_until
-from tests.runtime.conftest import pid_gone
+from tests.processes import wait_gone
 
 MIB = 1024**2
 SMALL = ResourceLimits(max_processes=64, memory_bytes=256 * MIB, cpu_seconds=2)
@@ -82,15 +81,6 @@ def sandbox_pids(box: BwrapSandbox) -> list[int]:
             except OSError:
                 continue
     return found
-
-
-async def wait_gone(pids: list[int], seconds: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + seconds
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-        alive = [pid for pid in alive if not pid_gone(pid)]
-    return alive
 
 
 def test_bubblewrap_works_on_this_machine() -> None:

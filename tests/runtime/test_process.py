@@ -15,17 +15,7 @@ from convo.runtime.base import Sandbox, SandboxSpec
 from convo.runtime.process import ProcessSandbox, ProcessSandboxFactory
 from convo.runtime.shell import group_pids
 from tests.polling import wait_until
-from tests.runtime.conftest import pid_gone
-
-
-async def wait_gone(pids: list[int], seconds: float = 3.0) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        alive = [pid for pid in pids if not pid_gone(pid)]
-        if not alive:
-            return []
-        await asyncio.sleep(0.05)
-    return alive
+from tests.processes import wait_gone
 
 
 def test_factory_matches_the_protocol(spec: SandboxSpec) -> None:
@@ -213,7 +203,7 @@ async def test_close_kills_running_and_background_processes(sandbox: ProcessSand
     await wait_until(all_started, 10, what="the foreground sleep to start")
     await sandbox.close()
     await sandbox.close()  # idempotent
-    assert await wait_gone(members) == []
+    assert await wait_gone(members, 3.0) == []
     result = await running
     assert result.exit_code == -1
     with pytest.raises(SandboxError):

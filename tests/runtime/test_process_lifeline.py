@@ -4,11 +4,12 @@ SIGKILL, instead of waiting for the next start-up to be cleaned up."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.processes import pid_gone
 
 SERVER = textwrap.dedent(
     """
@@ -32,18 +33,6 @@ SERVER = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 async def test_the_shell_dies_with_a_killed_server(tmp_path: Path) -> None:
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-c", SERVER, str(tmp_path / "ws"), stdout=asyncio.subprocess.PIPE
@@ -51,16 +40,16 @@ async def test_the_shell_dies_with_a_killed_server(tmp_path: Path) -> None:
     assert server.stdout is not None
     line = await asyncio.wait_for(server.stdout.readline(), 20)
     shell_pid, sleep_pid = (int(x) for x in line.split())
-    assert _alive(shell_pid) and _alive(sleep_pid)
+    assert not pid_gone(shell_pid) and not pid_gone(sleep_pid)
     await asyncio.sleep(0.3)  # the foreground `sleep 300` is running now
     server.send_signal(signal.SIGKILL)
     await server.wait()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 5
-    while (_alive(shell_pid) or _alive(sleep_pid)) and loop.time() < deadline:
+    while (not pid_gone(shell_pid) or not pid_gone(sleep_pid)) and loop.time() < deadline:
         await asyncio.sleep(0.05)
-    assert not _alive(shell_pid)
-    assert not _alive(sleep_pid)
+    assert pid_gone(shell_pid)
+    assert pid_gone(sleep_pid)
 
 
 SPAWNING_SERVER = textwrap.dedent(
@@ -90,11 +79,11 @@ async def test_a_spawned_program_dies_with_a_killed_server(tmp_path: Path) -> No
     )
     assert server.stdout is not None
     pid = int(await asyncio.wait_for(server.stdout.readline(), 20))
-    assert _alive(pid)
+    assert not pid_gone(pid)
     server.send_signal(signal.SIGKILL)
     await server.wait()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 5
-    while _alive(pid) and loop.time() < deadline:
+    while not pid_gone(pid) and loop.time() < deadline:
         await asyncio.sleep(0.05)
-    assert not _alive(pid)
+    assert pid_gone(pid)

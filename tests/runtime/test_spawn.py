@@ -20,7 +20,7 @@ from convo.runtime.fake import FakeSandbox
 from convo.runtime.process import ProcessSandbox, ProcessSandboxFactory
 from convo.runtime.spawned import SandboxProcess
 from tests.polling import wait_until
-from tests.runtime.conftest import pid_gone
+from tests.processes import pid_gone
 
 # Answers each line it reads with what it sees: cwd, pid, uid, a variable, the line.
 ECHO = (

@@ -14,7 +14,7 @@ from convo.services.idle_sandboxes import ReleasableSandboxes
 from convo.services.orphans import ProcessRegistry
 from tests.agent.mcp_helpers import FIXTURE
 from tests.polling import wait_until
-from tests.runtime.conftest import pid_gone
+from tests.processes import pid_gone
 
 
 async def test_a_released_sandbox_takes_its_mcp_server_and_the_next_call_restarts_it(

@@ -8,14 +8,7 @@ import time
 from pathlib import Path
 
 from convo.services.orphans import ProcessRegistry, start_time
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from tests.processes import pid_gone
 
 
 def _spawn_shell_with_a_child() -> tuple[subprocess.Popen[bytes], int]:
@@ -39,10 +32,10 @@ def test_leftover_groups_are_killed_and_forgotten(tmp_path: Path) -> None:
         assert set(killed) == {shell.pid, child}
         shell.wait(5)
         for _ in range(100):
-            if not _alive(child):
+            if pid_gone(child):
                 break
             time.sleep(0.02)
-        assert not _alive(child)
+        assert pid_gone(child)
         assert list(tmp_path.iterdir()) == []
     finally:
         shell.kill()
@@ -56,7 +49,7 @@ def test_a_recycled_pid_is_left_alone(tmp_path: Path) -> None:
         assert started is not None
         (tmp_path / "c1.pid").write_text(f"{shell.pid} {started - 1}\n")
         assert ProcessRegistry(tmp_path).kill_leftovers() == []
-        assert _alive(shell.pid) and _alive(child)
+        assert not pid_gone(shell.pid) and not pid_gone(child)
     finally:
         os.killpg(shell.pid, 9)
         shell.wait()
