@@ -15,6 +15,11 @@ given (``JournalView``):
 - "interrupted", when its command had started and had not ended;
 - a run now, when its command had never started (stored, then the loop ended).
 
+In cluster mode an entry also keeps the lease token its loop wrote under, and it counts only
+for the next loop under the very next token: a conversation that comes back to this node after
+another node ran it (and may have started commands of its own) finds its old entry stale, and
+an action left without an observation is then cut off, never run again.
+
 The file holds observations as stored: with the conversation's secrets masked. A failed
 write (full disk) is not fatal: the copy in memory still covers a loop that lost its
 database; only a crash at that moment loses what it held.
@@ -43,12 +48,14 @@ class _Entry:
     started: int | None = None  # the last action whose command was started
     results: dict[int, Event] = field(default_factory=dict)  # action id -> unstored result
     exit_record: str = ""  # the shell's exit record as it was when ``started`` started
+    token: int | None = None  # the lease token of the loop that wrote it (cluster mode)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "started": self.started,
             "results": {str(k): v.to_wire() for k, v in self.results.items()},
             "exit_record": self.exit_record,
+            "token": self.token,
         }
 
     @classmethod
@@ -56,7 +63,13 @@ class _Entry:
         results = {int(k): Event.from_wire(v) for k, v in (data.get("results") or {}).items()}
         started = data.get("started")
         record = str(data.get("exit_record") or "")
-        return cls(None if started is None else int(started), results, record)
+        token = data.get("token")
+        return cls(
+            None if started is None else int(started),
+            results,
+            record,
+            None if token is None else int(token),
+        )
 
 
 class ActionJournal:
@@ -67,19 +80,34 @@ class ActionJournal:
     def _path(self, conversation_id: str) -> Path:
         return self._dir / f"{conversation_id}.json"
 
-    async def started(self, conversation_id: str, action_id: int, exit_record: str = "") -> None:
+    def _entry(self, conversation_id: str, token: int | None) -> _Entry:
+        entry = self._memory.get(conversation_id)
+        if entry is None or entry.token != token:  # a new loop's: the old one is history
+            entry = self._memory[conversation_id] = _Entry(token=token)
+        return entry
+
+    async def started(
+        self,
+        conversation_id: str,
+        action_id: int,
+        exit_record: str = "",
+        *,
+        token: int | None = None,
+    ) -> None:
         """The action is stored and its command about to start; ``exit_record`` is the
         shell's record of the last command's end (``runtime.shell.read_exit_record``) now."""
-        entry = self._memory.setdefault(conversation_id, _Entry())
+        entry = self._entry(conversation_id, token)
         entry.started = action_id
         entry.exit_record = exit_record
         await self._save(conversation_id, entry)
 
-    async def record(self, conversation_id: str, observation: Event) -> None:
+    async def record(
+        self, conversation_id: str, observation: Event, *, token: int | None = None
+    ) -> None:
         """Keep ``observation`` (its ``cause`` is the action it answers) before storing it."""
         if observation.cause is None:
             return
-        entry = self._memory.setdefault(conversation_id, _Entry())
+        entry = self._entry(conversation_id, token)
         entry.results[observation.cause] = observation
         await self._save(conversation_id, entry)
 
@@ -90,8 +118,11 @@ class ActionJournal:
         if entry is not None and observation.cause is not None:
             entry.results.pop(observation.cause, None)
 
-    async def view(self, conversation_id: str, exit_record: str = "") -> JournalView | None:
-        """What is known of the conversation's last actions; None when nothing is.
+    async def view(
+        self, conversation_id: str, exit_record: str = "", *, token: int | None = None
+    ) -> JournalView | None:
+        """What is known of the conversation's last actions, for a loop starting under
+        ``token``; None when nothing is (or what is known is stale: see the module's doc).
         ``exit_record``: the shell's record now; if it changed since the last action was
         started, that action's command ended, with the status it holds."""
         entry = self._memory.get(conversation_id)
@@ -99,6 +130,8 @@ class ActionJournal:
             entry = await asyncio.to_thread(self._read, conversation_id)
         if entry is None:
             return None
+        if entry.token is not None and token is not None and token != entry.token + 1:
+            return None  # another node held the lease since this node's loop wrote it
         return JournalView(
             started=entry.started,
             results=dict(entry.results),

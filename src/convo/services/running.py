@@ -186,13 +186,17 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
             await conversation.park()
         result = _answers_pending(conversation, event)
         if result:  # kept before it is stored: a crash from now on does not lose it
-            await deps.journal.record(conversation_id, mask_secrets(event, secrets))
+            await deps.journal.record(
+                conversation_id, mask_secrets(event, secrets), token=conversation.token
+            )
         stored = await deps.writer.append(conversation_id, event, secrets, token=conversation.token)
         if result:
             deps.journal.stored(conversation_id, stored)
         conversation.note_stored(stored)
         if conversation.pending_action == stored.id:  # its command starts now
-            await deps.journal.started(conversation_id, stored.id, exit_record())
+            await deps.journal.started(
+                conversation_id, stored.id, exit_record(), token=conversation.token
+            )
         conversation.touch()
         try:
             await deps.on_event(conversation, stored)
@@ -202,7 +206,9 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
 
     async def resumed_action(action: Event) -> Event:
         conversation.note_started(action)
-        await deps.journal.started(conversation_id, action.id, exit_record())
+        await deps.journal.started(
+            conversation_id, action.id, exit_record(), token=conversation.token
+        )
         return action
 
     failure: BaseException | None = None
@@ -251,7 +257,9 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                 ),
             ),
             history=history,
-            journal=await deps.journal.view(conversation_id, exit_record()),
+            journal=await deps.journal.view(
+                conversation_id, exit_record(), token=conversation.token
+            ),
             on_resumed_action=resumed_action,
             mcp=conversation.mcp,
         )
