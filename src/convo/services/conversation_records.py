@@ -234,7 +234,9 @@ class ConversationRecords:
             conversation_instructions=request.conversation_instructions,
             llm_model=self._settings.llm_model,
             idempotency_key=idempotency_key,
-            desired_running=request.start,
+            # in a cluster its start marks it once it holds the lease: marked now, another
+            # node's takeover round could start it before its first message is stored
+            desired_running=request.start and not self._settings.cluster_mode,
         )
         await self._storage.conversations.create(metadata)
         if request.replay:
