@@ -116,11 +116,14 @@ def loop_starts(events: list[dict[str, Any]], after: int = -1) -> int:
 
 
 async def check_steps(cluster: Cluster, conversation_id: str, steps: int) -> list[dict[str, Any]]:
-    """Gap-free ids; each step's action stored once with one result; each step run once."""
+    """Gap-free ids; each step's action stored once with one result; each step's command run
+    once, or (cut off by a stop or takeover before it started: no node can tell) not at all
+    and its result saying it was interrupted. Never twice."""
     node = next(n for n in cluster.nodes if n.alive and not n.frozen)
     events = await cluster.events(node, conversation_id)
     where = f"conversation {conversation_id}"
     assert [e["id"] for e in events] == list(range(len(events))), f"{where}: ids not gap-free"
+    results = {}
     for index in range(steps):
         actions = [
             e
@@ -129,8 +132,12 @@ async def check_steps(cluster: Cluster, conversation_id: str, steps: int) -> lis
             and (e.get("args") or {}).get("command") == step_command(index)
         ]
         assert len(actions) == 1, f"{where}: step {index} stored {len(actions)} times"
-        results = [e for e in events if e.get("cause") == actions[0]["id"]]
-        assert len(results) == 1, f"{where}: step {index} has {len(results)} results"
+        answers = [e for e in events if e.get("cause") == actions[0]["id"]]
+        assert len(answers) == 1, f"{where}: step {index} has {len(answers)} results"
+        results[index] = str(answers[0].get("content"))
     lines = cluster.lines(conversation_id)
-    assert lines == [f"step-{i}" for i in range(steps)], f"{where}: steps ran as {lines}"
+    ran = [int(line.removeprefix("step-")) for line in lines]
+    assert ran == sorted(set(ran)), f"{where}: a step ran twice or out of order: {lines}"
+    for index in set(range(steps)) - set(ran):
+        assert "interrupted" in results[index], f"{where}: step {index} never ran: {results}"
     return events
