@@ -211,6 +211,7 @@ async def run_load(
 def render(results: dict[str, dict[str, Any]], count: int, steps: int) -> str:
     lines = [
         f"load: {count} conversations x {steps} steps at once (scripted LLM, process runtime)",
+        "targets with 200 running: create and list p99 under 300 ms, /alive p99 under 50 ms",
         "",
         "| backend | probe | p50 | p99 | max | samples | errors |",
         "|---|---|---|---|---|---|---|",
