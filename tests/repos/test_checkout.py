@@ -25,6 +25,18 @@ from tests.repos.conftest import TOKEN
 from tests.repos.gitserver import GitServer, git
 
 
+class Recorder:
+    """An ``emit`` for a checkout: stores each event with the next id, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def __call__(self, event: Event) -> Event:
+        stored = event.stored(len(self.events))
+        self.events.append(stored)
+        return stored
+
+
 @pytest.mark.parametrize(
     ("provider", "host", "expected"),
     [
@@ -78,12 +90,7 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[ProcessSandbox]:
 async def test_gitlab_form_clones_onto_a_work_branch_and_pushes_without_a_stored_token(
     sandbox: ProcessSandbox, git_server: GitServer, tmp_path: Path
 ) -> None:
-    events: list[Event] = []
-
-    async def emit(event: Event) -> Event:
-        stored = event.stored(len(events))
-        events.append(stored)
-        return stored
+    emit = Recorder()
 
     remote = RepositoryRemote("owner/repo", ProviderType.GITLAB, TOKEN, git_server.base_url)
     checkout = Checkout(sandbox, emit, remote, RepositoryOptions(git_user_name="bot"))
@@ -94,7 +101,7 @@ async def test_gitlab_form_clones_onto_a_work_branch_and_pushes_without_a_stored
     config = (repo / ".git" / "config").read_text()
     assert TOKEN not in config and git_server.base_url + "/owner/repo.git" in config
     assert "name = bot" in config
-    assert TOKEN not in str([e.to_wire() for e in events])
+    assert TOKEN not in str([e.to_wire() for e in emit.events])
     # later pushes authenticate through the credential helper and $GITLAB_TOKEN
     pushed = await sandbox.run(f"cd {repo} && git push -q origin HEAD:refs/heads/pushed 2>&1")
     assert pushed.exit_code == 0, pushed.output
@@ -119,12 +126,7 @@ async def test_an_unknown_branch_is_a_clear_error(
 async def test_setup_script_output_is_shown_and_a_hung_script_times_out(
     sandbox: ProcessSandbox, git_server: GitServer
 ) -> None:
-    events: list[Event] = []
-
-    async def emit(event: Event) -> Event:
-        stored = event.stored(len(events))
-        events.append(stored)
-        return stored
+    emit = Recorder()
 
     remote = RepositoryRemote("owner/repo", ProviderType.GITLAB, TOKEN, git_server.base_url)
     checkout = Checkout(sandbox, emit, remote, RepositoryOptions(setup_timeout_seconds=1))
@@ -133,8 +135,8 @@ async def test_setup_script_output_is_shown_and_a_hung_script_times_out(
     script.write_text("echo before-the-hang\nsleep 30\n")
     result = await checkout.run_setup_script()
     assert result is not None and result.timed_out
-    observation = events[-1]
-    assert observation.observation == "run" and observation.cause == events[-2].id
+    observation = emit.events[-1]
+    assert observation.observation == "run" and observation.cause == emit.events[-2].id
     assert "before-the-hang" in str(observation.content)
     assert "timed out" in str((observation.extras or {})["metadata"]["suffix"])
     assert (await sandbox.run("echo still-usable")).output.strip() == "still-usable"
@@ -152,12 +154,7 @@ async def test_the_checkout_works_inside_the_bubblewrap_sandbox(
     box = BwrapSandboxFactory(network="host").create(SandboxSpec("c2", tmp_path / "ws", env=env))
     await box.start()
     try:
-        events: list[Event] = []
-
-        async def emit(event: Event) -> Event:
-            stored = event.stored(len(events))
-            events.append(stored)
-            return stored
+        emit = Recorder()
 
         remote = RepositoryRemote("owner/repo", ProviderType.GITHUB, TOKEN, git_server.base_url)
         checkout = Checkout(box, emit, remote, RepositoryOptions())
@@ -171,6 +168,6 @@ async def test_the_checkout_works_inside_the_bubblewrap_sandbox(
         )
         assert pushed.exit_code == 0, pushed.output
         assert TOKEN not in (tmp_path / "ws" / "repo" / ".git" / "config").read_text()
-        assert TOKEN not in str([e.to_wire() for e in events])
+        assert TOKEN not in str([e.to_wire() for e in emit.events])
     finally:
         await box.close()
