@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,17 +22,27 @@ FILL = (
 )
 
 
-@pytest.mark.timeout(180)
-async def test_a_disk_filling_command_is_stopped_at_the_quota(tmp_path: Path) -> None:
+async def _stopped_at_the_quota(
+    tmp_path: Path, attack_command: str, finished: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """Run ``attack_command`` then one more command as the sandboxed agent under the
+    quota; asserts the attack did not get to print ``finished``, nothing ran after it, and
+    the conversation's error names the quota. Returns the conversation id and its events."""
     assert os.geteuid() == 0, "run as root, as the sandbox is meant to"
     async with attacker_server(
-        tmp_path, [FILL, "echo still-running"], workspace_disk_mb=str(QUOTA_MB)
+        tmp_path, [attack_command, "echo still-running"], workspace_disk_mb=str(QUOTA_MB)
     ) as attack:
         cid, events = await attack.run(timeout=120)
     text = outputs(events)
-    assert "FILLED-EVERYTHING" not in text and "still-running" not in text, text[-1000:]
+    assert finished not in text and "still-running" not in text, text[-1000:]
     errors = [e["content"] for e in events if e.get("observation") == "error"]
     assert any("quota" in error and f"{QUOTA_MB} MB" in error for error in errors), errors
+    return cid, events
+
+
+@pytest.mark.timeout(180)
+async def test_a_disk_filling_command_is_stopped_at_the_quota(tmp_path: Path) -> None:
+    cid, events = await _stopped_at_the_quota(tmp_path, FILL, "FILLED-EVERYTHING")
     states = [
         e["extras"]["agent_state"] for e in events if e.get("observation") == "agent_state_changed"
     ]
@@ -71,12 +82,4 @@ HOLD = (
 
 @pytest.mark.timeout(180)
 async def test_deleted_files_held_open_count_against_the_quota(tmp_path: Path) -> None:
-    assert os.geteuid() == 0, "run as root, as the sandbox is meant to"
-    async with attacker_server(
-        tmp_path, [HOLD, "echo still-running"], workspace_disk_mb=str(QUOTA_MB)
-    ) as attack:
-        _, events = await attack.run(timeout=120)
-    text = outputs(events)
-    assert "HELD-EVERYTHING" not in text and "still-running" not in text, text[-1000:]
-    errors = [e["content"] for e in events if e.get("observation") == "error"]
-    assert any("quota" in error and f"{QUOTA_MB} MB" in error for error in errors), errors
+    await _stopped_at_the_quota(tmp_path, HOLD, "HELD-EVERYTHING")
