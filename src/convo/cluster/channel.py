@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from convo.cluster.tasks import cancel_and_wait
 from convo.errors import ConvoError, NodeRequestFailed, NodeUnreachable
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,4 @@ class LocalNodeChannel:
     async def aclose(self) -> None:
         self._network.leave(self)
         self._handler = None
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)

@@ -40,6 +40,7 @@ from convo.cluster.local import LocalSubscription
 from convo.cluster.redis_counts import RemoteListeners
 from convo.cluster.redis_keys import EVENTS_CHANNEL, events_channel
 from convo.cluster.redis_listener import REDIS_FAILURES, RedisListener
+from convo.cluster.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -213,9 +214,7 @@ class _Publisher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await self._drained.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     def _miss(self, conversation_id: str, event_id: int | None, data: bytes) -> None:
         if event_id is None:

@@ -23,6 +23,7 @@ from redis.asyncio.connection import ConnectionPool
 from convo.cluster.channel import Body, Handler, handle_request, reply_or_raise
 from convo.cluster.redis_keys import node_channel
 from convo.cluster.redis_listener import REDIS_FAILURES, RedisListener
+from convo.cluster.tasks import cancel_and_wait
 from convo.errors import NodeUnreachable
 
 logger = logging.getLogger(__name__)
@@ -125,10 +126,7 @@ class RedisNodeChannel:
         self._handler = None
         await self._listener.aclose()
         self._lost()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     # --- from the listener --------------------------------------------------------------
     def _received(self, channel: str, data: bytes) -> None:  # noqa: ARG002 (one channel)

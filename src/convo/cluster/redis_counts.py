@@ -11,7 +11,6 @@ The answer is cached: ``elsewhere`` never waits. While Redis is down the last an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from redis.asyncio import Redis
 
 from convo.cluster.redis_keys import events_channel
 from convo.cluster.redis_listener import REDIS_FAILURES
+from convo.cluster.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ class RemoteListeners:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def published(self, conversation_id: str) -> None:
         self._published[conversation_id] = time.monotonic()

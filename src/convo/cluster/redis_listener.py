@@ -30,6 +30,8 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
+from convo.cluster.tasks import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
@@ -99,7 +101,7 @@ class RedisListener:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            await _cancel(task)
+            await cancel_and_wait(task)
 
     # --- the connection -----------------------------------------------------------------
     async def _run(self) -> None:
@@ -129,7 +131,7 @@ class RedisListener:
         try:
             done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await _cancel(reader, writer)
+            await cancel_and_wait(reader, writer)
         for task in done:
             task.result()  # raises what ended the session
 
@@ -210,20 +212,6 @@ class RedisListener:
                 self._failures,
             )
             self._down_since, self._failures = None, 0
-
-
-async def _cancel(*tasks: asyncio.Task[None]) -> None:
-    """Cancel and wait for ``tasks``, cancelling again any that goes on: on Python 3.11 a
-    cancellation that meets ``asyncio.wait_for`` finishing (redis-py sends commands in one)
-    is lost, and the task would go on waiting."""
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.05)
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved: raised where it matters, not logged as lost
 
 
 def _text(value: Any) -> str:

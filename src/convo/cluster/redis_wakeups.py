@@ -19,6 +19,7 @@ from redis.asyncio.connection import ConnectionPool
 
 from convo.cluster.redis_keys import WAKEUP_CHANNEL
 from convo.cluster.redis_listener import REDIS_FAILURES, RedisListener
+from convo.cluster.tasks import cancel_and_wait
 from convo.cluster.wakeups import WakeupHandler, deliver
 
 logger = logging.getLogger(__name__)
@@ -84,9 +85,7 @@ class RedisWakeups:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await self._drained.wait()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def _received(self, channel: str, data: bytes) -> None:  # noqa: ARG002 (one channel)
         try:
