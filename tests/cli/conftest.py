@@ -71,6 +71,20 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
+def scripted_server(tmp_path: Path, data_dir: Path, llm_base_url: str) -> ConvoServer:
+    """``convo serve`` (not started) on ``data_dir``, calling the scripted LLM at
+    ``llm_base_url``."""
+    return ConvoServer(
+        tmp_path / "server",
+        {
+            "data_dir": str(data_dir),
+            "llm_model": "openai/scripted",
+            "llm_base_url": llm_base_url,
+            "llm_api_key": "scripted-key",
+        },
+    )
+
+
 @pytest.fixture
 async def demo_server(tmp_path: Path, data_dir: Path) -> AsyncIterator[ConvoServer]:
     """``convo serve`` with the demo model, on its own data dir and a free port."""

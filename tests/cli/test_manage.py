@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from bench.harness import ConvoServer, ScriptedLLMProcess
 
-from tests.cli.conftest import cli_env, convo, finish, start_cli
+from tests.cli.conftest import cli_env, convo, finish, scripted_server, start_cli
 
 
 async def _run_demo(server: ConvoServer, data_dir: Path, task: str) -> str:
@@ -76,15 +76,7 @@ async def test_tail_follows_a_running_conversation_live(tmp_path: Path, data_dir
             {"tool": "finish", "arguments": {"message": "all done"}},
         ],
     ).start()
-    server = ConvoServer(
-        tmp_path / "server",
-        {
-            "data_dir": str(data_dir),
-            "llm_model": "openai/scripted",
-            "llm_base_url": llm.base_url,
-            "llm_api_key": "scripted-key",
-        },
-    )
+    server = scripted_server(tmp_path, data_dir, llm.base_url)
     env = cli_env(data_dir)
     try:
         await server.start()

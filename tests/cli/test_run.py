@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from bench.harness import ConvoServer, ScriptedLLMProcess
 
-from tests.cli.conftest import cli_env, convo, finish, start_cli
+from tests.cli.conftest import cli_env, convo, finish, scripted_server, start_cli
 
 TASK = "count the words of this little task"
 
@@ -124,15 +124,7 @@ async def test_ctrl_c_stops_the_conversation_of_its_own_server(
 
 async def test_ctrl_c_stops_the_conversation(tmp_path: Path, data_dir: Path) -> None:
     llm = await _sleeping_llm(tmp_path).start()
-    server = ConvoServer(
-        tmp_path / "server",
-        {
-            "data_dir": str(data_dir),
-            "llm_model": "openai/scripted",
-            "llm_base_url": llm.base_url,
-            "llm_api_key": "scripted-key",
-        },
-    )
+    server = scripted_server(tmp_path, data_dir, llm.base_url)
     try:
         await server.start()
         process = await start_cli(
