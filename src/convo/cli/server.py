@@ -9,6 +9,7 @@ reported as one readable line instead of a traceback from the ASGI lifespan.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -119,6 +120,7 @@ class ConvoServer(uvicorn.Server):
         super().__init__(config)
         self.begin_shutdown = begin_shutdown
         self.grace_seconds = grace_seconds
+        self.freeze_after_startup = False  # `convo serve`: see startup()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit and sig == signal.SIGINT:
@@ -143,6 +145,12 @@ class ConvoServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started and sockets:
             logger.info("convo listening on %s", url_of(sockets[0]))
+        # What start-up made (modules, the app, its schemas: most of the heap) lives as long
+        # as the server: out of the collector's reach, a full collection walks only what was
+        # made since. Under load (100 conversations running) full collections had stopped
+        # the event loop for up to 350 ms each. Only for a server that owns its process.
+        if self.freeze_after_startup:
+            gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.begin_shutdown()

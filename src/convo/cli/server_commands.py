@@ -42,6 +42,7 @@ def serve(
     record = server_file.ServerRecord(url, os.getpid())
     data_dir = settings.resolved_data_dir()
     server = make_server(settings, debug=debug)
+    server.freeze_after_startup = True  # this process is the server's alone
     server_file.write(data_dir, record)
     try:
         server.run(sockets=[sock])
