@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import socketio
 from bench.cluster_nodes import Cluster
 from bench.harness import ConvoServer
 
@@ -77,6 +78,19 @@ async def test_message_stop_and_delete_sent_to_other_nodes_reach_the_owner(
     await _message(cluster, first.name, replying, "go on")
     await finished(cluster, replying, 2)
     await check_steps(cluster, replying, 1)
+    assert cluster.owners(replying) == [owner]
+    # and one sent over a Socket.IO connection to the third node
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(
+        f"{others(cluster, owner)[1].base_url}?conversation_id={replying}&latest_event_id=-1",
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    try:
+        await sio.emit("oh_user_action", {"action": "message", "args": {"content": "more"}})
+        await finished(cluster, replying, 3)
+    finally:
+        await sio.disconnect()
     assert cluster.owners(replying) == [owner]
 
     # a stop sent to another node ends the work on the owner
