@@ -10,7 +10,9 @@ a worker thread, and its pipes are handed to the loop as streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -61,17 +63,26 @@ async def launch(
 ) -> Launched:
     """Start ``argv`` in a new session with stdin and stdout (stderr merged) as pipes.
     Raises OSError as ``Popen`` does."""
-    popen = await asyncio.to_thread(
-        subprocess.Popen,
-        list(argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=cwd,
-        env=dict(env),
-        start_new_session=True,
-        pass_fds=tuple(pass_fds),
+    starting = asyncio.ensure_future(
+        asyncio.to_thread(
+            subprocess.Popen,
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
+        )
     )
+    try:
+        popen = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # the worker thread starts it all the same: kill and reap it, then give up
+        with contextlib.suppress(BaseException):
+            await _discard(await starting)
+        raise
     assert popen.stdin is not None and popen.stdout is not None
     stdin_id = f"pipe:[{os.fstat(popen.stdin.fileno()).st_ino}]"
     loop = asyncio.get_running_loop()
@@ -85,11 +96,20 @@ async def launch(
             lambda: asyncio.streams.FlowControlMixin(loop=loop), stdin
         )
     except BaseException:
-        popen.kill()
-        await asyncio.to_thread(popen.wait)
+        await _discard(popen)
         raise
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     return Launched(popen, writer, reader, read_transport, stdin_id)
+
+
+async def _discard(popen: subprocess.Popen[bytes]) -> None:
+    """Kill a process started here that will not be used, reap it, close its pipes."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    await asyncio.to_thread(popen.wait)
+    for pipe in (popen.stdin, popen.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 class _Descriptor:
