@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from convo import __version__
@@ -214,7 +215,15 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> FastAP
             await storage.aclose()
             data_dir_lock.release()
 
-    app = FastAPI(title="convo", version=__version__, lifespan=lifespan)
+    # No OpenTelemetry: convo exports none, and FastAPI otherwise checks for providers
+    # around every request and every dependency.
+    off: TelemetryConfig = {
+        "tracing": False,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+    }
+    app = FastAPI(title="convo", version=__version__, lifespan=lifespan, telemetry=off)
     app.state.settings = settings
     app.state.node_id = new_node_id()  # this process, as the other servers know it
     app.state.stream_options = chosen.stream_options or StreamOptions()
