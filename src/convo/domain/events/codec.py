@@ -34,36 +34,32 @@ _UNKNOWN_OBSERVATION = "observation:?"
 _TOP = frozenset(COMMON_KEYS) | frozenset(TRAILING_KEYS)
 
 
-class _Unknown:
+class _Unknown(Event):
     """Shared by the two fallbacks: every key beyond the common ones is kept verbatim, and a
     common one is written back only if it was given (or set since)."""
 
     _name_key: ClassVar[str]
+    name: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def _is_wire(cls, data: dict[str, Any]) -> bool:
         return "raw" not in data and "name" not in data
 
     @classmethod
-    def _split(cls, data: dict[str, Any]) -> dict[str, Any]:
+    def _flatten(cls, data: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in data.items() if k in _TOP}
         rest = {k: v for k, v in data.items() if k not in _TOP and k != cls._name_key}
         return {**kept, "name": data.get(cls._name_key), "raw": rest}
+
+    def _writes(self, key: str, flat: dict[str, Any]) -> bool:
+        return key in self.model_fields_set and flat.get(key) is not None
 
 
 class UnknownAction(_Unknown, Action):
     """An action of a kind this version does not know (or whose args do not fit its class)."""
 
     _name_key: ClassVar[str] = "action"
-    name: str | None = None
-    raw: dict[str, Any] = Field(default_factory=dict)
-
-    def _writes(self, key: str, flat: dict[str, Any]) -> bool:
-        return key in self.model_fields_set and flat.get(key) is not None
-
-    @classmethod
-    def _flatten(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return cls._split(data)
 
     @property
     def action(self) -> str | None:
@@ -81,15 +77,6 @@ class UnknownObservation(_Unknown, Observation):
     """An observation of a kind this version does not know (or whose extras do not fit)."""
 
     _name_key: ClassVar[str] = "observation"
-    name: str | None = None
-    raw: dict[str, Any] = Field(default_factory=dict)
-
-    def _writes(self, key: str, flat: dict[str, Any]) -> bool:
-        return key in self.model_fields_set and flat.get(key) is not None
-
-    @classmethod
-    def _flatten(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return cls._split(data)
 
     @property
     def observation(self) -> str | None:
