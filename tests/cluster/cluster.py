@@ -12,6 +12,7 @@ from bench.cluster_nodes import FINISH, Cluster, Node, step, step_command, steps
 from bench.redis_server import RedisServer
 
 from tests.faults.proxy import FaultProxy
+from tests.polling import wait_until
 
 LEASE_SECONDS = 3
 RUNNING_LIMIT = 6  # per user, across the cluster
@@ -57,20 +58,15 @@ class ClusterRig:
 
 async def wait(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
     """Poll a sync or async predicate (HTTP errors count as false) until true, or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
+
+    async def answered() -> Any:
         try:
             result = predicate()
-            if asyncio.iscoroutine(result):
-                result = await result
+            return await result if asyncio.iscoroutine(result) else result
         except httpx.HTTPError:
-            result = False
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)
+            return False
+
+    await wait_until(answered, timeout, interval, f"{what} ({timeout} s)")
 
 
 async def owner_of(cluster: Cluster, conversation_id: str) -> Node:
