@@ -20,7 +20,6 @@ import os
 import platform
 import tempfile
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from bench import (
     server_figures,
     storage_figures,
 )
-from bench.harness import ConvoServer
+from bench.harness import ConvoServer, guarded
 from bench.pg import DEFAULT_URL, databases, reachable
 from convo.runtime.select import bwrap_available
 
@@ -47,33 +46,23 @@ async def _sqlite() -> str | None:
     return None  # the server's default: SQLite in its data directory
 
 
-async def _guarded(figures: dict[str, Any], label: str, work: Awaitable[dict[str, Any]]) -> None:
-    began = time.perf_counter()
-    try:
-        figures.update(await work)
-    except Exception:
-        traceback.print_exc()
-        figures.setdefault("errors", []).append(label)
-    print(f"  {label}: {time.perf_counter() - began:.1f} s", flush=True)
-
-
 async def measure_backend(
     name: str, new_url: UrlFactory, root: Path, quick: bool
 ) -> dict[str, Any]:
     print(f"{name}:", flush=True)
     figures: dict[str, Any] = {}
     work = root / name
-    await _guarded(figures, "cold start", server_figures.cold_start(work / "cold", new_url, 3))
-    await _guarded(
+    await guarded(figures, "cold start", server_figures.cold_start(work / "cold", new_url, 3))
+    await guarded(
         figures,
         "first task",
         first_task.first_task_figures(work / "first", await new_url(), 1 if quick else 3),
     )
-    await _guarded(
+    await guarded(
         figures, "/start", server_figures.start_latency(work / "start", await new_url(), quick)
     )
     if await sandbox_runtime_available(work / "probe"):
-        await _guarded(
+        await guarded(
             figures,
             "create → RUNNING, sandbox",
             server_figures.create_to_running(
@@ -88,15 +77,13 @@ async def measure_backend(
             )
             return {f"steps_{count}": rate}
 
-        await _guarded(figures, f"agent loop x{count}", steps_figure())
+        await guarded(figures, f"agent loop x{count}", steps_figure())
     append_url = await new_url() or storage_figures.sqlite_url(work / "append")
-    await _guarded(
+    await guarded(
         figures, "appends", storage_figures.append_figures(append_url, 500 if quick else 2000)
     )
-    await _guarded(
-        figures, "listing", server_figures.listing(work / "list", await new_url(), quick)
-    )
-    await _guarded(
+    await guarded(figures, "listing", server_figures.listing(work / "list", await new_url(), quick))
+    await guarded(
         figures,
         "resume",
         server_figures.resume_after_restart(work / "resume", await new_url(), [82, 1500]),

@@ -27,14 +27,14 @@ import statistics
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.cluster_nodes import FINISH, Cluster, Node, steps_script
-from bench.harness import ScriptedLLMProcess
+from bench.harness import ScriptedLLMProcess, guarded
 from bench.pg import DEFAULT_URL, databases, reachable
 from bench.redis_server import RedisServer
 from bench.server_figures import percentile
@@ -209,15 +209,6 @@ async def measure(root: Path, database_url: str, quick: bool, lease: float) -> F
     figures: Figures = {"lease_seconds": lease}
     samples = 3 if quick else 5
 
-    async def part(label: str, work: Awaitable[Figures]) -> None:
-        began = time.perf_counter()
-        try:
-            figures.update(await work)
-        except Exception:
-            traceback.print_exc()
-            figures.setdefault("errors", []).append(label)
-        print(f"  {label}: {time.perf_counter() - began:.1f} s", flush=True)
-
     async def takeover_figures(how: str) -> Figures:
         return {f"takeover_{how}": await takeovers(cluster, how, samples)}
 
@@ -229,11 +220,11 @@ async def measure(root: Path, database_url: str, quick: bool, lease: float) -> F
 
     try:
         await cluster.start()
-        await part("takeover after kill -9", takeover_figures("kill"))
-        await part("takeover after SIGSTOP", takeover_figures("stop"))
-        await part("/start", start_latency(cluster, samples * 2))
-        await part("event delivery", delivery(cluster))
-        await part("events per second", throughput_figures())
+        await guarded(figures, "takeover after kill -9", takeover_figures("kill"))
+        await guarded(figures, "takeover after SIGSTOP", takeover_figures("stop"))
+        await guarded(figures, "/start", start_latency(cluster, samples * 2))
+        await guarded(figures, "event delivery", delivery(cluster))
+        await guarded(figures, "events per second", throughput_figures())
     finally:
         await cluster.aclose()
         await llm.stop()

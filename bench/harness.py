@@ -15,6 +15,8 @@ import signal
 import socket
 import sys
 import time
+import traceback
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +244,15 @@ def recorded_shells(data_dir: Path) -> set[int]:
         with contextlib.suppress(OSError, ValueError, IndexError):
             pids.add(int(path.read_text().split()[0]))
     return pids
+
+
+async def guarded(figures: dict[str, Any], label: str, work: Awaitable[dict[str, Any]]) -> None:
+    """Add ``work``'s figures to ``figures``; a part that fails prints its traceback and is
+    listed under ``errors``, so the other parts' figures are still reported."""
+    began = time.perf_counter()
+    try:
+        figures.update(await work)
+    except Exception:
+        traceback.print_exc()
+        figures.setdefault("errors", []).append(label)
+    print(f"  {label}: {time.perf_counter() - began:.1f} s", flush=True)
