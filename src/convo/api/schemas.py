@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from convo.domain.conversation import (
     AgentState,
@@ -13,6 +13,8 @@ from convo.domain.conversation import (
     ConversationTrigger,
     ProviderType,
 )
+from convo.domain.events import Event
+from convo.domain.events.filter import EventFilter, event_class
 from convo.domain.mcp_config import MCPConfig
 from convo.domain.suggested_tasks import TaskType
 
@@ -101,6 +103,45 @@ class UpdateConversationRequest(BaseModel):
 class EventPage(BaseModel):
     events: list[dict[str, Any]]
     has_more: bool
+
+
+class EventFilterBody(BaseModel):
+    """OpenHands' ``EventFilter``: the body of ``GET .../events`` (see
+    ``convo.domain.events.filter``). Types are named as OpenHands names its event classes;
+    OpenHands itself refuses any value there (it expects Python classes), convo reads names."""
+
+    exclude_hidden: bool = False
+    query: str | None = None
+    include_types: list[str] | None = None
+    exclude_types: list[str] | None = None
+    source: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+
+    @field_validator("include_types", "exclude_types")
+    @classmethod
+    def _known_types(cls, names: list[str] | None) -> list[str] | None:
+        unknown = [name for name in names or [] if event_class(name) is None]
+        if unknown:
+            raise ValueError(f"unknown event types: {', '.join(sorted(set(unknown)))}")
+        return names
+
+    def to_filter(self) -> EventFilter:
+        return EventFilter(
+            exclude_hidden=self.exclude_hidden,
+            query=self.query,
+            include_types=_classes(self.include_types),
+            exclude_types=_classes(self.exclude_types),
+            source=self.source,
+            start_date=self.start_date,
+            end_date=self.end_date,
+        )
+
+
+def _classes(names: list[str] | None) -> tuple[type[Event], ...] | None:
+    if names is None:
+        return None
+    return tuple(cls for name in names if (cls := event_class(name)) is not None)
 
 
 class ClientSettings(BaseModel):

@@ -27,6 +27,7 @@ from convo.domain.conversation import (
     utcnow,
 )
 from convo.domain.events import Event, EventSource, mask_text, message_action
+from convo.domain.events.filter import EventFilter
 from convo.domain.ids import is_safe_conversation_id, new_conversation_id
 from convo.domain.mcp_config import MCPConfig
 from convo.errors import (
@@ -47,6 +48,8 @@ from convo.services.user_events import title_from_text
 from convo.storage.base import ConversationPage, Storage
 
 logger = logging.getLogger(__name__)
+
+SEARCH_BATCH = 200  # events read from storage at a time by a filtered search
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,42 @@ class ConversationRecords:
         end_id: int | None = None,
         reverse: bool = False,
         limit: int | None = None,
+        keep: EventFilter | None = None,
     ) -> list[Event]:
-        """Stored events with start_id <= id <= end_id (descending when ``reverse``);
-        ConversationNotFound for an unknown conversation."""
+        """Stored events with start_id <= id <= end_id (descending when ``reverse``), only
+        those ``keep`` includes (``limit`` counts those); ConversationNotFound for an
+        unknown conversation."""
         await self.get_metadata(conversation_id)
-        return await self._storage.events.list(
-            conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit
-        )
+        if keep is None:
+            return await self._storage.events.list(
+                conversation_id, start_id=start_id, end_id=end_id, reverse=reverse, limit=limit
+            )
+        return await self._search(conversation_id, start_id, end_id, reverse, limit, keep)
+
+    async def _search(
+        self,
+        conversation_id: str,
+        start_id: int,
+        end_id: int | None,
+        reverse: bool,
+        limit: int | None,
+        keep: EventFilter,
+    ) -> list[Event]:
+        """The events ``keep`` includes, read from storage a batch at a time."""
+        found: list[Event] = []
+        low, high = start_id, end_id
+        while limit is None or len(found) < limit:
+            batch = await self._storage.events.list(
+                conversation_id, start_id=low, end_id=high, reverse=reverse, limit=SEARCH_BATCH
+            )
+            found.extend(event for event in batch if keep.include(event))
+            if len(batch) < SEARCH_BATCH:
+                break
+            if reverse:
+                high = batch[-1].id - 1
+            else:
+                low = batch[-1].id + 1
+        return found if limit is None else found[:limit]
 
     def open_feed(self, conversation_id: str, after_id: int, options: StreamOptions) -> EventFeed:
         """A feed of the conversation's events after ``after_id``, then live ones; already

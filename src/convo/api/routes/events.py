@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from convo.api.deps import ManagerDep
 from convo.api.routes.conversations import ConversationId
-from convo.api.schemas import EventPage
+from convo.api.schemas import EventFilterBody, EventPage
 
 router = APIRouter(prefix="/api/conversations", tags=["events"])
 
@@ -22,9 +22,12 @@ async def search_events(
     end_id: int | None = None,
     reverse: bool = False,
     limit: int = 20,
+    filter: Annotated[EventFilterBody | None, Body()] = None,  # OpenHands calls it so
 ) -> EventPage | JSONResponse:
     """As OpenHands: ``limit`` 0..100 (0 only says whether there are events), a negative
-    ``start_id`` counts as 0, ``end_id`` is inclusive."""
+    ``start_id`` counts as 0, ``end_id`` is inclusive. ``filter``, OpenHands' EventFilter, is
+    the request's JSON body (FastAPI reads a dataclass parameter there, even on a GET); the
+    page and ``has_more`` count only the events it keeps."""
     if not 0 <= limit <= 100:
         return JSONResponse({"detail": "Invalid limit"}, status_code=400)
     events = await manager.events(
@@ -33,6 +36,7 @@ async def search_events(
         end_id=end_id,
         reverse=reverse,
         limit=limit + 1,
+        keep=filter.to_filter() if filter is not None else None,
     )
     return EventPage(events=[e.to_wire() for e in events[:limit]], has_more=len(events) > limit)
 
