@@ -50,7 +50,7 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 class MCPSSEServerConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     url: str
     api_key: SecretStr | None = None
@@ -66,7 +66,7 @@ class MCPSHTTPServerConfig(MCPSSEServerConfig):
 
 
 class MCPStdioServerConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str
     command: str
@@ -123,7 +123,7 @@ class MCPStdioServerConfig(BaseModel):
 
 
 class MCPConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     sse_servers: list[MCPSSEServerConfig] = Field(default_factory=list, max_length=MAX_SERVERS)
     stdio_servers: list[MCPStdioServerConfig] = Field(default_factory=list, max_length=MAX_SERVERS)

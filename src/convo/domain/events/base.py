@@ -97,7 +97,7 @@ class Event(BaseModel):
     """One entry of a conversation's event log. Storage gives each event of a conversation
     an increasing integer ``id`` from 0; an event not yet stored has ``id == -1``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: int = -1
     timestamp: str = ""

@@ -114,7 +114,7 @@ class AgentDelegateObservation(Observation):
 class MicroagentKnowledge(BaseModel):
     """One knowledge microagent a message triggered."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     name: str = ""
     trigger: str = ""
