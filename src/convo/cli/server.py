@@ -149,8 +149,10 @@ class ConvoServer(uvicorn.Server):
         # as the server: out of the collector's reach, a full collection walks only what was
         # made since. Under load (100 conversations running) full collections had stopped
         # the event loop for up to 350 ms each. Only for a server that owns its process.
+        # `convo serve` turned the collector off for the start-up: on again here.
         if self.freeze_after_startup:
             gc.freeze()
+            gc.enable()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.begin_shutdown()
