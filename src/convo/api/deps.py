@@ -46,9 +46,11 @@ async def get_user_id() -> str | None:
 
 
 async def require_session_key(
-    settings: Annotated[Settings, Depends(get_settings)],
-    key: Annotated[str | None, Depends(_api_key_header)],
+    request: Request, key: Annotated[str | None, Depends(_api_key_header)]
 ) -> None:
+    # Settings straight from app.state, not through get_settings: every API request runs
+    # this, and each dependency FastAPI solves costs about as much as the check itself.
+    settings: Settings = request.app.state.settings
     expected = settings.session_api_key
     if expected is None:
         return
