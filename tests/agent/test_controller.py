@@ -375,6 +375,10 @@ async def test_a_conversation_opens_with_the_system_action_and_the_workspace_con
     h.send("more")
     await h.until(lambda: len(h.of("message")) == 4)
     await h.settle(AWAITING)
-    # once per conversation, and never shown to the model as messages
-    assert sum(isinstance(e, SystemMessageAction | RecallAction) for e in h.events) == 2
+    # once per conversation (a later message recalls knowledge, here none: a null answer),
+    # and never shown to the model as messages
+    assert sum(isinstance(e, SystemMessageAction) for e in h.events) == 1
+    recalls = [e for e in h.events if isinstance(e, RecallAction)]
+    assert [r.recall_type for r in recalls] == ["workspace_context", "knowledge"]
+    assert h.kinds()[-4:-1] == [("user", "message"), ("user", "recall"), ("environment", "null")]
     assert [m["role"] for m in llm.requests[1].messages] == ["system", "user", "assistant", "user"]

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from convo.agent import confirmation, start_events
+from convo.agent import confirmation, recall, start_events
 from convo.agent.executor import read_observation, run_observation, think_observation
 from convo.agent.tools import action_from_tool_call
 from convo.domain.conversation import AgentState
 from convo.domain.events import (
     Event,
     EventSource,
+    MicroagentKnowledge,
     agent_state_changed,
     change_agent_state_action,
     error_observation,
@@ -55,15 +56,23 @@ def _events() -> dict[str, Event]:
     )
     think = _tool_action("think", {"thought": "hm"}, 9)
     message = message_action("hi", EventSource.USER).stored(1)
-    recall = start_events.workspace_recall_action(message).stored(2)
-    context = start_events.WorkspaceContext(repository="acme/widgets", branch="main")
+    workspace = recall.recall_action(message, start_events.WORKSPACE_CONTEXT).stored(2)
+    knowledge = recall.recall_action(message, recall.KNOWLEDGE).stored(30)
+    context = start_events.WorkspaceContext(
+        repository="acme/widgets", branch="main", secrets={"DEPLOY_KEY": "staging deploy key"}
+    )
+    triggered = [MicroagentKnowledge(name="github", trigger="git", content="Use the API.")]
     return {
         "action_system": start_events.system_action("You are convo.", []).stored(0),
         "action_message_user": message,
-        "action_recall": recall,
-        "observation_recall_workspace": start_events.workspace_recall_observation(
-            recall, context, "/workspace"
+        "action_recall": workspace,
+        "observation_recall_workspace": recall.workspace_observation(
+            workspace, context, "/workspace"
         ).stored(3),
+        "observation_recall_knowledge": recall.knowledge_observation(knowledge, triggered).stored(
+            31
+        ),
+        "observation_null": recall.knowledge_observation(knowledge, []).stored(31),
         "action_run": run,
         "observation_run": run_observation(run, CommandResult("x", 0, "/workspace")).stored(4),
         "action_read": read,

@@ -121,12 +121,20 @@ async def test_clone_checkout_setup_instructions_and_recall(
         last = llm.requests[-1].messages
         assert "Deploy with `make release`." in last[-1]["content"]
         assert last[-2]["content"] == "How do I deploy this?"
+        stored = await _events(server, cid)
         recalls = [
             e
-            for e in await _events(server, cid)
+            for e in stored
             if e.get("observation") == "recall" and e["extras"]["recall_type"] == "knowledge"
         ]
         assert [k["name"] for k in recalls[0]["extras"]["microagent_knowledge"]] == ["deploy"]
+        asked = next(e for e in stored if e["id"] == recalls[0]["cause"])  # as OpenHands
+        assert (asked["source"], asked["action"], asked["args"]["recall_type"]) == (
+            "user",
+            "recall",
+            "knowledge",
+        )
+        assert asked["args"]["query"] == "How do I deploy this?"
 
         everything = json.dumps(await _events(server, cid))
         trajectory = (await server.client.get(f"/api/conversations/{cid}/trajectory")).text

@@ -6,7 +6,8 @@ observations. Otherwise it waits on the inbox. Failures never end the loop: LLM 
 and unexpected exceptions become an ``error`` event plus the ERROR state, and the next user
 message starts over. Only cancellation ends ``run``.
 
-Hooks: a user message recalls the knowledge microagents it triggers (``agent.microagents``);
+Hooks: a user message is answered by its recall events first (``agent.recall``: the
+workspace context for the first, the knowledge microagents it triggers for each);
 each LLM call sees the condensed view of the history (``agent.condenser``); in confirmation
 mode shell and edit actions wait for ``user_confirmed``/``user_rejected``
 (``agent.confirmation``). Stopping mid-step: events are read between steps.
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from convo.agent import confirmation, start_events
+from convo.agent import confirmation, microagents, recall, start_events
 from convo.agent.condenser import Condenser, CondenserConfig, is_context_overflow
 from convo.agent.executor import ActionExecutor, Editor, run_observation, tool_error
 from convo.agent.failures import (
@@ -36,7 +37,6 @@ from convo.agent.failures import (
 )
 from convo.agent.mcp_tools import McpTools
 from convo.agent.metrics import LLMMetrics
-from convo.agent.microagents import recall
 from convo.agent.prompts import build_system_prompt
 from convo.agent.recovery import (
     JournalView,
@@ -63,6 +63,7 @@ from convo.domain.events import (
     FileReadAction,
     FileWriteAction,
     MessageAction,
+    RecallAction,
     agent_state_changed,
     confirmation_state,
     error_observation,
@@ -151,7 +152,9 @@ class Agent:
     def system_prompt(self) -> str:
         if self._system_prompt is None:
             self._system_prompt = build_system_prompt(
-                self._sandbox.workspace_path, extra_instructions=self.config.extra_instructions
+                self._sandbox.workspace_path,
+                extra_instructions=self.config.extra_instructions,
+                secrets=self.config.workspace.secrets,
             )
         return self._system_prompt
 
@@ -489,21 +492,31 @@ class Agent:
             await self._emit(confirmation.rejection(stored, reason))
 
     async def _recall(self, message: Event) -> None:
-        """The workspace's context for the first user message (``agent.start_events``), and
-        the knowledge microagents a user message triggers, as recall observations."""
-        if isinstance(message, MessageAction) and start_events.needs_workspace_recall(
-            self._history
-        ):
-            action = await self._emit(start_events.workspace_recall_action(message))
+        """The recall of a user message (``agent.recall``): its recall action (the workspace
+        context for the first message, knowledge for later ones), then the environment's
+        answer. Done once per message; a restart finishes one a dead loop began."""
+        if not isinstance(message, MessageAction):
+            return
+        done = recall.progress(self._history, message)
+        if done.answered:
+            return
+        action = done.action
+        if action is None:
+            first = start_events.needs_workspace_recall(self._history)
+            recall_type = start_events.WORKSPACE_CONTEXT if first else recall.KNOWLEDGE
+            stored = await self._emit(recall.recall_action(message, recall_type))
+            assert isinstance(stored, RecallAction)
+            action = stored
+        knowledge = await asyncio.to_thread(
+            microagents.knowledge, self._sandbox.workspace, action.query
+        )
+        if action.recall_type == start_events.WORKSPACE_CONTEXT:
+            path = self._sandbox.workspace_path
             await self._emit(
-                start_events.workspace_recall_observation(
-                    action, self.config.workspace, self._sandbox.workspace_path
-                )
+                recall.workspace_observation(action, self.config.workspace, path, knowledge)
             )
-        workspace = self._sandbox.workspace
-        observation = await asyncio.to_thread(recall, workspace, message, self._history)
-        if observation is not None:
-            await self._emit(observation)
+        else:
+            await self._emit(recall.knowledge_observation(action, knowledge))
 
     # --- events and state ------------------------------------------------------------------
     async def _emit(self, event: Event) -> Event:

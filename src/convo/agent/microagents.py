@@ -8,9 +8,9 @@ repository is cloned into ``<workspace>/<repo-name>``, as OpenHands does).
   prompt when the conversation starts (``repository_instructions``).
 - *Knowledge* microagents (with ``triggers`` in their YAML front matter) are recalled when a
   user message mentions a trigger (case-insensitive substring, as OpenHands matches): the
-  agent stores a ``recall`` observation event (OpenHands' ``RecallObservation`` shape, with
-  ``extras.microagent_knowledge``) and the LLM history shows it as a user message right
-  after the message that triggered it (``convo.agent.history``).
+  message's ``recall`` observation carries them (``extras.microagent_knowledge``, see
+  ``convo.agent.recall``) and the LLM history shows them as a user message right after the
+  message that triggered them (``convo.agent.history``).
 
 Front matter is parsed with PyYAML when it is importable (litellm already depends on it), else
 by a small reader that understands ``key: value`` and ``- item`` lists, which is all
@@ -27,12 +27,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from convo.domain.events import (
-    Event,
-    EventSource,
-    MessageAction,
     MicroagentKnowledge,
     RecallObservation,
-    now_iso,
 )
 from convo.errors import SandboxError
 from convo.runtime.workspace import Workspace
@@ -207,23 +203,6 @@ def triggered(microagents: Sequence[Microagent], text: str) -> list[tuple[Microa
     return matches
 
 
-def recall_observation(matches: Sequence[tuple[Microagent, str]], cause: int) -> RecallObservation:
-    """The ``recall`` observation answering a user message with the knowledge it triggered."""
-    names = ", ".join(agent.name for agent, _ in matches)
-    return RecallObservation(
-        timestamp=now_iso(),
-        source=EventSource.ENVIRONMENT,
-        message=f"Added microagent knowledge: {names}",
-        cause=cause if cause >= 0 else None,
-        content="Added microagent knowledge",
-        recall_type="knowledge",
-        microagent_knowledge=[
-            MicroagentKnowledge(name=agent.name, trigger=trigger, content=agent.content)
-            for agent, trigger in matches
-        ],
-    )
-
-
 def recall_text(event: RecallObservation) -> str:
     """A recall observation as the LLM reads it (OpenHands' EXTRA_INFO wording)."""
     parts = []
@@ -237,14 +216,12 @@ def recall_text(event: RecallObservation) -> str:
     return "\n\n".join(parts)
 
 
-def recall(
-    workspace: Workspace, message: Event, history: Sequence[Event] = ()
-) -> RecallObservation | None:
-    """The recall observation for a stored user message, or None when it triggers nothing
-    (or was answered already: ``history`` holds a recall caused by it)."""
-    if any(isinstance(e, RecallObservation) and e.cause == message.id for e in history):
-        return None
-    text = message.content if isinstance(message, MessageAction) else message.message
+def knowledge(workspace: Workspace, text: str) -> list[MicroagentKnowledge]:
+    """The knowledge of each knowledge microagent ``text`` triggers (none for no text)."""
+    if not text:
+        return []
     agents = [m for m in load_microagents(workspace) if m.type == "knowledge"]
-    matches = triggered(agents, text)
-    return recall_observation(matches, message.id) if matches else None
+    return [
+        MicroagentKnowledge(name=agent.name, trigger=trigger, content=agent.content)
+        for agent, trigger in triggered(agents, text)
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 _ROLE = """\
 You are a software engineering agent. You work for the user inside a workspace on a machine \
@@ -42,19 +42,36 @@ otherwise keep working until the task is done, then call finish.
 </workflow>"""
 
 
+_SECRETS = """\
+<secrets>
+The user stored these secrets for you; each is an environment variable of the shell. Use them \
+by name; never print, log or commit their values.
+{lines}
+</secrets>"""
+
+
 def build_system_prompt(
     workspace_path: str,
     *,
     extra_instructions: str | None = None,
     repository_instructions: Sequence[str] = (),
+    secrets: Mapping[str, str] | None = None,
 ) -> str:
     """The system prompt for one conversation.
 
     ``extra_instructions`` are the operator's or the conversation's own instructions
     (e.g. ``conversation_instructions``); ``repository_instructions`` are texts such as the
-    selected repository's agent instructions, each added in its own section.
+    selected repository's agent instructions, each added in its own section; ``secrets``
+    names the user's secrets in the shell's environment, with their descriptions (as
+    OpenHands lists them to its model).
     """
     sections = [_ROLE, _WORKSPACE.format(workspace=workspace_path), _TOOLS, _WORKFLOW]
+    if secrets:
+        lines = "\n".join(
+            f"* ${name}: {description}" if description else f"* ${name}"
+            for name, description in sorted(secrets.items())
+        )
+        sections.append(_SECRETS.format(lines=lines))
     for text in repository_instructions:
         if text.strip():
             sections.append(

@@ -2,25 +2,23 @@
 
 - ``system``: the system prompt and the tools the agent was given, once per conversation,
   when its loop first starts (OpenHands' SystemMessageAction).
-- The workspace-context recall of the first user message: a ``recall`` action (source user,
-  ``recall_type: workspace_context``, the message as the query) answered by a ``recall``
-  observation from the environment with the repository, its instructions, the date and the
-  working directory (OpenHands' RecallAction and RecallObservation). The model already has
-  that context in its system prompt; these events show it to clients.
+- The workspace-context recall of the first user message (built in ``agent.recall``): a
+  ``recall`` action (source user, ``recall_type: workspace_context``) answered by a ``recall``
+  observation from the environment. The model already has that context in its system
+  prompt, so it never reads these events, unless the observation carries knowledge
+  microagents the message triggered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from convo import __version__
 from convo.domain.events import (
     Event,
     EventSource,
-    MessageAction,
     RecallAction,
     RecallObservation,
     SystemMessageAction,
@@ -39,10 +37,15 @@ class WorkspaceContext:
     branch: str | None = None
     instructions: str | None = None  # the repository's own (its repo microagents)
     conversation_instructions: str = ""
+    # the user's secrets in the shell's environment: variable name -> description
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_start_event(event: Event) -> bool:
-    """The system action or a workspace-context recall (the model never reads them)."""
+    """The system action or a workspace-context recall (the model never reads them), but a
+    recall observation carrying triggered knowledge, which the model reads."""
+    if isinstance(event, RecallObservation) and event.microagent_knowledge:
+        return False
     return isinstance(event, SystemMessageAction) or (
         isinstance(event, RecallAction | RecallObservation)
         and event.recall_type == WORKSPACE_CONTEXT
@@ -68,35 +71,4 @@ def system_action(prompt: str, tools: list[dict[str, Any]]) -> SystemMessageActi
 def needs_workspace_recall(history: Sequence[Event]) -> bool:
     return not any(
         isinstance(e, RecallAction) and e.recall_type == WORKSPACE_CONTEXT for e in history
-    )
-
-
-def workspace_recall_action(message: MessageAction) -> RecallAction:
-    return RecallAction(
-        timestamp=now_iso(),
-        source=EventSource.USER,
-        message=f"Retrieving content for: {message.content[:100]}",
-        recall_type=WORKSPACE_CONTEXT,
-        query=message.content,
-    )
-
-
-def workspace_recall_observation(
-    action: Event, context: WorkspaceContext, working_dir: str
-) -> RecallObservation:
-    repository = context.repository or ""
-    return RecallObservation(
-        timestamp=now_iso(),
-        source=EventSource.ENVIRONMENT,
-        message="Added workspace context",
-        cause=action.id if action.id >= 0 else None,
-        content="Added workspace context",
-        recall_type=WORKSPACE_CONTEXT,
-        repo_name=repository,
-        repo_directory=repository.rsplit("/", 1)[-1],
-        repo_branch=context.branch or "",
-        repo_instructions=context.instructions or "",
-        date=date.today().isoformat(),
-        conversation_instructions=context.conversation_instructions,
-        working_dir=working_dir,
     )

@@ -155,6 +155,16 @@ class UserSecrets:
                 env[name.upper()] = secret.secret
         return env
 
+    def descriptions(self) -> dict[str, str]:
+        """The custom secrets passed on, as the shell has them: variable name -> the
+        description the user gave (never a value)."""
+        refused = self.refused()
+        return {
+            name.upper(): secret.description
+            for name, secret in self.custom_secrets.items()
+            if name not in refused
+        }
+
     def refused(self) -> dict[str, str]:
         """Stored custom secrets that may no longer be passed on (saved before the rules of
         ``secret_rules`` existed), with the reason: name -> reason."""

@@ -254,6 +254,7 @@ async def run_conversation(conversation: RunningConversation, deps: LoopDeps) ->
                     branch=conversation.metadata.selected_branch,
                     instructions=instructions,
                     conversation_instructions=conversation.metadata.conversation_instructions or "",
+                    secrets=conversation.config.secret_descriptions,
                 ),
             ),
             history=history,

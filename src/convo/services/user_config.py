@@ -26,6 +26,8 @@ class ConversationConfig:
     max_budget_per_task: float | None
     confirmation_mode: bool
     env: dict[str, str]  # provider tokens and custom secrets for the shell
+    # the custom secrets in ``env``: variable name -> the user's description
+    secret_descriptions: dict[str, str] = field(default_factory=dict)
     provider_tokens: dict[ProviderType, ProviderToken] = field(default_factory=dict)
     repository: RepositoryOptions = field(default_factory=RepositoryOptions)
     condenser: CondenserConfig = field(default_factory=CondenserConfig)
@@ -68,6 +70,7 @@ def resolve_config(
         ),
         confirmation_mode=user.confirmation_mode,
         env=secrets.environment(providers_set or None),
+        secret_descriptions=secrets.descriptions(),
         provider_tokens={
             provider: token
             for provider, token in secrets.provider_tokens.items()
