@@ -110,3 +110,10 @@ def test_tool_call_metadata_carries_the_whole_completion() -> None:
     assert (response["model"], response["created"]) == ("openai/gpt-4o", 1755166867)
     assert response["usage"]["total_tokens"] == 12
     assert response["choices"][0]["message"]["tool_calls"][0]["id"] == "call_1"
+
+
+@pytest.mark.parametrize("name", ["observation_recall_knowledge", "observation_null"])
+def test_recall_answers_say_what_openhands_says(name: str) -> None:
+    ours, theirs = _events()[name].to_wire(), _golden(name)
+    for key in ("source", "message", "content", "observation", "action"):
+        assert ours.get(key) == theirs.get(key), key
