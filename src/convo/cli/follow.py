@@ -10,10 +10,10 @@ waits for the stop, a second leaves at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 
+from convo.aio import cancel_and_await
 from convo.cli.client import ConvoClient, ServerUnreachable
 from convo.cli.errors import ExitCode
 from convo.cli.render import Printer
@@ -122,9 +122,7 @@ async def _race(work: object, interrupts: asyncio.Queue[None]) -> ExitCode | Non
     finally:
         for pending in (task, interrupted):
             if not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
+                await cancel_and_await(pending)
     if task in done:
         result: ExitCode = task.result()
         return result

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from convo.cluster.tasks import cancel_and_wait
+from convo.aio import cancel_and_wait
 from convo.errors import ConvoError, NodeRequestFailed, NodeUnreachable
 
 logger = logging.getLogger(__name__)

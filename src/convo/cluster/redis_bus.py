@@ -35,12 +35,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 
+from convo.aio import cancel_and_wait
 from convo.cluster.base import Payload
 from convo.cluster.local import LocalSubscription
 from convo.cluster.redis_counts import RemoteListeners
 from convo.cluster.redis_keys import EVENTS_CHANNEL, events_channel
 from convo.cluster.redis_listener import REDIS_FAILURES, RedisListener
-from convo.cluster.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 
+from convo.aio import cancel_and_wait
 from convo.cluster.channel import Body, Handler, handle_request, reply_or_raise
 from convo.cluster.redis_keys import node_channel
 from convo.cluster.redis_listener import REDIS_FAILURES, RedisListener
-from convo.cluster.tasks import cancel_and_wait
 from convo.errors import NodeUnreachable
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from convo.aio import cancel_and_wait
 from convo.cluster.redis_keys import events_channel
 from convo.cluster.redis_listener import REDIS_FAILURES
-from convo.cluster.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 

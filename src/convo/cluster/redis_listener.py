@@ -30,7 +30,7 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
-from convo.cluster.tasks import cancel_and_wait
+from convo.aio import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 
+from convo.aio import cancel_and_wait
 from convo.cluster.redis_keys import WAKEUP_CHANNEL
 from convo.cluster.redis_listener import REDIS_FAILURES, RedisListener
-from convo.cluster.tasks import cancel_and_wait
 from convo.cluster.wakeups import WakeupHandler, deliver
 
 logger = logging.getLogger(__name__)

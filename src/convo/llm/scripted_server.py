@@ -41,6 +41,7 @@ from typing import Any
 
 import uvicorn
 
+from convo.aio import cancel_and_await
 from convo.llm.scripted_server_app import MAX_REQUESTS, ScriptedApp
 from convo.llm.scripted_server_script import FINISH, Script, ScriptStep, load_script, load_scripts
 
@@ -132,9 +133,7 @@ class ScriptedLLMServer:
             await asyncio.wait_for(asyncio.shield(self._task), SHUTDOWN_TIMEOUT_SECONDS)
         except TimeoutError:
             self._server.force_exit = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_await(self._task)
         finally:
             if self._socket is not None:
                 self._socket.close()

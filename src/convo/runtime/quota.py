@@ -37,6 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from convo.aio import cancel_and_await
 from convo.errors import DiskNearlyFull, SandboxError, WorkspaceQuotaExceeded
 from convo.runtime.base import SandboxSpec
 from convo.runtime.limits import ResourceLimits
@@ -269,10 +270,7 @@ class QuotaWatch:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_await(task)
 
     async def _watch(self) -> None:
         limit = max(self._limit, self._baseline)  # a workspace over it may shrink, not grow

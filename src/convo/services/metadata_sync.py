@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+from convo.aio import cancel_and_await
 from convo.domain.conversation import utcnow
 from convo.domain.events import AgentFinishAction, AgentStateChangedObservation, Event
 from convo.errors import (
@@ -88,11 +89,8 @@ class MetadataSync:
 
     async def aclose(self) -> None:
         """Stop the writer task, then write everything still pending."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_await(task)
         await self.flush_all()
 
     async def _write_forever(self) -> None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from convo.aio import cancel_and_await
 from convo.domain.conversation import ConversationMetadata
 from convo.errors import StorageError
 from convo.storage.base import Acquisition, Lease, LeaseStore
@@ -201,11 +202,8 @@ class LeaseOwnership:
             self._task = asyncio.create_task(self._keep(), name="conversations:lease-keeper")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_await(task)
 
     async def _keep(self) -> None:
         while True:

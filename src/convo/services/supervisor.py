@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from convo.aio import cancel_and_await
 from convo.config import Settings
 from convo.domain.conversation import AgentState, ConversationMetadata, ConversationStatus
 from convo.domain.events import Event, EventSource, agent_state_changed, error_observation
@@ -131,11 +132,8 @@ class Supervisor:
         return first
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_await(task)
 
     @property
     def interval(self) -> float:
