@@ -28,7 +28,7 @@ from convo.agent.tools import TOOL_NAMES
 from convo.domain.mcp_config import MCPConfig
 from convo.errors import ToolServerError
 from convo.runtime.base import Sandbox
-from convo.runtime.shell import clip_middle
+from convo.runtime.shell_output import clip_middle
 
 if TYPE_CHECKING:
     from convo.agent.mcp_client import McpConnection, ServerSpec

@@ -22,91 +22,22 @@ import dataclasses
 import logging
 import os
 import platform
-import re
 import shlex
 import signal
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult
 from convo.runtime.launch import Launched, launch
+from convo.runtime.shell_output import Marker, OutputBuffer, marker_line
 
 logger = logging.getLogger(__name__)
 
 _INIT = "trap 'return 130 2>/dev/null' INT\n"  # Ctrl-C abandons the command, not the shell
 _RECOVER_SECONDS = 2.0
 _START_SECONDS = 15.0
-
-
-# --- output capture --------------------------------------------------------------------
-def _char_start(buf: bytearray, index: int) -> int:
-    while 0 < index < len(buf) and buf[index] & 0xC0 == 0x80:  # UTF-8 continuation byte
-        index -= 1
-    return index
-
-
-def clip_middle(head: str, dropped: int, body: str, limit: int) -> str:
-    """``head + <dropped chars> + body``, cut in the middle to ``limit`` characters."""
-    if not dropped and len(body) <= limit:
-        return body
-    front_src, back_src = (head, body) if dropped else (body, body)
-    front = front_src[: limit // 2]
-    back = back_src[len(back_src) - (limit - len(front)) :] if limit > len(front) else ""
-    omitted = len(head) + dropped + len(body) - len(front) - len(back)
-    return f"{front}\n[... {omitted} characters of output omitted ...]\n{back}"
-
-
-class Marker(NamedTuple):
-    start: int
-    end: int
-    exit_code: int
-    cwd: str
-
-
-class OutputBuffer:
-    """What the shell printed, bounded: a head, a tail and a count of what fell between."""
-
-    def __init__(self, keep_bytes: int) -> None:
-        self.keep = keep_bytes
-        self.head = bytearray()
-        self.body = bytearray()
-        self.dropped = 0  # characters
-
-    def feed(self, data: bytes) -> None:
-        self.body += data
-        if len(self.body) <= 3 * self.keep:
-            return
-        if len(self.head) < self.keep:
-            cut = _char_start(self.body, self.keep - len(self.head))
-            self.head += self.body[:cut]
-            del self.body[:cut]
-        cut = _char_start(self.body, len(self.body) - self.keep)
-        self.dropped += len(self.body[:cut].decode("utf-8", "replace"))
-        del self.body[:cut]
-
-    def find_marker(self, token: bytes) -> Marker | None:
-        pattern = rb"\n__CONVO_" + re.escape(token) + rb"__ (-?\d+) ([^\n]*)\n"
-        found = re.search(pattern, self.body)
-        if found is None:
-            return None
-        cwd = found.group(2).decode("utf-8", "replace")
-        return Marker(found.start(), found.end(), int(found.group(1)), cwd)
-
-    def take(self, limit: int, end: int | None = None, consume: int | None = None) -> str:
-        """Text up to ``end`` (default: all), clipped to ``limit``; drop through ``consume``."""
-        end = len(self.body) if end is None else end
-        body = self.body[:end]
-        if body.endswith(b"\n"):
-            body = body[:-1]
-        head, rest = self.head.decode("utf-8", "replace"), body.decode("utf-8", "replace")
-        text = clip_middle(head, self.dropped, rest, limit)
-        del self.body[: end if consume is None else consume]
-        self.head.clear()
-        self.dropped = 0
-        return text
 
 
 # --- /proc ------------------------------------------------------------------------------
@@ -144,10 +75,6 @@ def blocked_reading(pgid: int, stdin_id: str) -> bool:
         if len(call) > 1 and call[0] == str(_READ_SYSCALL) and int(call[1], 16) == 0:
             return True
     return False
-
-
-def _marker_line(token: bytes, status: str) -> str:
-    return f"builtin printf '\\n%s%s %s %s\\n' __CONVO_ {token.decode()}__ {status} \"$PWD\"\n"
 
 
 def _with_note(text: str, note: str) -> str:
@@ -243,13 +170,13 @@ class BashSession:
         by bash itself, the moment the command ends (``runtime.exit_record``), then the
         end marker."""
         if self._status_file is None:
-            return _marker_line(token, '"$?"')
+            return marker_line(token, '"$?"')
         record = (
             'builtin printf -v __CONVO_RC %s "$?"; '
             f"builtin printf '%s %s\\n' {token.decode()} \"$__CONVO_RC\" "
             f">| {shlex.quote(self._status_file)} 2>/dev/null; "
         )
-        marker = _marker_line(token, '"$__CONVO_RC"').rstrip("\n")
+        marker = marker_line(token, '"$__CONVO_RC"').rstrip("\n")
         return f"{record}{marker}; builtin unset __CONVO_RC\n"
 
     async def close(self) -> None:
@@ -274,7 +201,7 @@ class BashSession:
             raise SandboxError("The sandbox is closed")
         token = uuid.uuid4().hex.encode()
         cd = f"cd -- {shlex.quote(self._dir)} 2>/dev/null\n"
-        await self._write((self._init + cd + _marker_line(token, "0")).encode())
+        await self._write((self._init + cd + marker_line(token, "0")).encode())
         loop = asyncio.get_running_loop()
         match = await self._wait_marker(token, loop.time() + _START_SECONDS)
         if match is None:
