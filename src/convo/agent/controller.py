@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,7 @@ from convo.domain.events import (
     ChangeAgentStateAction,
     CmdRunAction,
     Event,
+    EventSink,
     EventSource,
     FileEditAction,
     FileReadAction,
@@ -74,9 +75,6 @@ from convo.llm.base import LLMClient, LLMResponse, ToolCall
 from convo.runtime.base import CommandResult, Sandbox
 
 logger = logging.getLogger(__name__)
-
-EventSink = Callable[[Event], Awaitable[Event]]
-"""Stores an event (masks, appends, publishes) and returns it as stored, with its id."""
 
 
 _STOPPING_STATES = {AgentState.PAUSED.value, AgentState.STOPPED.value}

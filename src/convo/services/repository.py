@@ -30,7 +30,6 @@ import asyncio
 import re
 import secrets
 import shlex
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -41,13 +40,12 @@ from convo.domain.events import (
     CmdOutputObservation,
     CmdRunAction,
     Event,
+    EventSink,
     EventSource,
     now_iso,
 )
 from convo.errors import SandboxError
 from convo.runtime.base import CommandResult, Sandbox
-
-EventSink = Callable[[Event], Awaitable[Event]]
 
 DEFAULT_HOSTS = {
     ProviderType.GITHUB: "github.com",

@@ -17,16 +17,13 @@ the conversation's task turns it into an error event and a ``STATUS$`` update.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from convo.agent.microagents import format_instructions, repository_instructions
 from convo.domain.conversation import ConversationMetadata
-from convo.domain.events import Event
+from convo.domain.events import EventSink
 from convo.runtime.base import Sandbox
 from convo.services.repository import Checkout, RepositoryOptions, pick_remote
 from convo.services.user_config import ConversationConfig
-
-EventSink = Callable[[Event], Awaitable[Event]]
 
 
 async def prepare_workspace(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -231,6 +232,10 @@ class Event(BaseModel):
 
     def _family_wire(self, flat: dict[str, Any]) -> dict[str, Any]:
         return {key: flat[key] for key in self._family_keys if flat.get(key) is not None}
+
+
+EventSink = Callable[[Event], Awaitable[Event]]
+"""Stores an event (masks, appends, publishes) and returns it as stored, with its id."""
 
 
 class Action(Event):
