@@ -13,7 +13,11 @@ A workspace's quota (``CONVO_WORKSPACE_DISK_MB``) is enforced in two ways:
   shrink its workspace, not grow it). It measures
   again after a pause of at least a second and ten times the last measurement's CPU
   time, so a large workspace costs at most a tenth of a core; a fast writer can overshoot
-  by what it writes in that pause.
+  by what it writes in that pause. The watches measure in two threads of their own, not in
+  the event loop's shared pool: with 200 conversations running, their walks (about a
+  core's worth of thread time) filled that pool, so that every quick blocking call of a
+  request (a create's free-disk check, a sandbox's start) waited behind them, and six
+  threads contending for the interpreter slowed the event loop itself.
 
 What would enforce it fully in the kernel, and why it is not used: project quotas need the
 data dir's filesystem mounted with ``prjquota`` (ext4/xfs), which convo cannot assume; a
@@ -35,6 +39,7 @@ import shutil
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from convo.aio import cancel_and_await
@@ -51,6 +56,8 @@ _MAX_PAUSE = 30.0
 _INODE_CHARGE = 4096  # bytes charged per file at least
 _MAX_DEPTH = 512  # directory levels; each level of the walk holds one descriptor
 _PAUSE_FACTOR = 10  # of a measurement's CPU time: the watch costs at most a tenth of a core
+# Shared by every watch of the process; its threads start with the first measurement.
+_MEASURING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="convo-quota")
 
 
 def disk_usage(root: Path) -> int:
@@ -276,7 +283,9 @@ class QuotaWatch:
         limit = max(self._limit, self._baseline)  # a workspace over it may shrink, not grow
         while True:
             try:
-                used, cost = await asyncio.to_thread(_timed_usage, self._root, self._holder())
+                used, cost = await asyncio.get_running_loop().run_in_executor(
+                    _MEASURING, _timed_usage, self._root, self._holder()
+                )
             except WorkspaceQuotaExceeded as unmeasurable:
                 await self._on_exceeded(unmeasurable)
                 return
