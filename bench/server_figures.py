@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import psutil
 
+from bench import reference_app
 from bench.harness import ConvoServer, ScriptedLLMProcess
 from bench.seed import seed_conversations, seed_history
 
@@ -67,8 +68,11 @@ async def cold_start(
 ) -> Figures:
     """Each run starts a server on a new data dir (and database), which creates the schema,
     stops it, and times a second start on the same data: a server's usual start. Both
-    figures are reported; idle RSS is the second server's."""
-    times, cpu, first, first_cpu, rss = [], [], [], [], []
+    figures are reported; idle RSS is the second server's. Right after each second start,
+    the smallest FastAPI app (``bench.reference_app``) is started too: the difference of the
+    two, taken run by run, is what convo adds to any FastAPI server's start on this machine
+    at that moment, a figure that compares across machines."""
+    times, cpu, first, first_cpu, rss, reference, added = [], [], [], [], [], [], []
     for run in range(runs):
         server = ConvoServer(
             workdir / f"cold{run}", server_settings(workdir / f"cold{run}", await url_for())
@@ -84,9 +88,13 @@ async def cold_start(
                     rss.append(server.footprint()[0])
             finally:
                 await server.terminate()
+        reference.append(await reference_app.cold_start(runs=1))
+        added.append(times[-1] - reference[-1])
     return {
         "cold_start_s": statistics.median(times),
         "cold_start_cpu_s": statistics.median(cpu),
+        "reference_cold_start_s": statistics.median(reference),
+        "cold_start_added_s": statistics.median(added),
         "first_start": (statistics.median(first), statistics.median(first_cpu)),
         "idle_rss_mb": statistics.median(rss),
     }
