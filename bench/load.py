@@ -14,7 +14,10 @@ each with a message, and each runs ``steps`` agent steps (a shell no-op per step
 - ``/alive``.
 
 Every probe sample taken between the first create and the last finish counts; the creates of
-the ``count`` conversations themselves are reported apart ("ramp create"). The bench sees
+the ``count`` conversations themselves are reported apart ("ramp create"). The probes run in
+a process of their own: in this one, the event loop busy with the ramp's hundreds of
+requests took up to half a second to get to a probe's response, which was counted as the
+server's latency. The bench sees
 the conversations finish by paging the conversation list (their agent states) twice a
 second. At the end every conversation must have finished with gap-free event ids, or the
 run fails.
@@ -25,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
+import queue
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -112,6 +117,28 @@ async def _probe_create_start(
         await asyncio.sleep(0.2)
 
 
+def _probe_process(base_url: str, ready: Any, stop: Any, results: Any) -> None:
+    """The probes, in a process of their own, until ``stop`` is set; their samples are put
+    on ``results``."""
+    asyncio.run(_probe_until(base_url, ready, stop, results))
+
+
+async def _probe_until(base_url: str, ready: Any, stop: Any, results: Any) -> None:
+    samples = Samples()
+    done = asyncio.Event()
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        probes = [
+            asyncio.create_task(_probe_alive(client, samples, done), name="probe:/alive"),
+            asyncio.create_task(_probe_list(client, samples, done), name="probe:list"),
+            asyncio.create_task(_probe_create_start(client, samples, done), name="probe:create"),
+        ]
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        done.set()
+        await asyncio.gather(*probes, return_exceptions=True)
+    results.put((samples.values, samples.errors))
+
+
 async def _wait_finished(
     client: httpx.AsyncClient, ids: list[str], timeout: float
 ) -> tuple[set[str], float]:
@@ -163,16 +190,18 @@ async def run_load(
         async with httpx.AsyncClient(
             base_url=server.base_url, timeout=120, limits=limits
         ) as client:
-            done = asyncio.Event()
-            began = time.perf_counter()
-            probes = [
-                asyncio.create_task(_probe_alive(client, samples, done), name="probe:/alive"),
-                asyncio.create_task(_probe_list(client, samples, done), name="probe:list"),
-                asyncio.create_task(
-                    _probe_create_start(client, samples, done), name="probe:create"
-                ),
-            ]
+            spawn = multiprocessing.get_context("spawn")
+            ready, stop, results = spawn.Event(), spawn.Event(), spawn.Queue()
+            prober = spawn.Process(
+                target=_probe_process,
+                args=(server.base_url, ready, stop, results),
+                name="bench-load-probes",
+            )
+            prober.start()
             try:
+                if not await asyncio.to_thread(ready.wait, 60):
+                    raise RuntimeError("the probe process did not start")
+                began = time.perf_counter()
                 created = await asyncio.gather(
                     *(
                         samples.timed(
@@ -185,8 +214,17 @@ async def run_load(
                 ids = [r.json()["conversation_id"] for r in created if r and r.status_code == 200]
                 finished, ended = await _wait_finished(client, ids, timeout)
             finally:
-                done.set()
-                await asyncio.gather(*probes, return_exceptions=True)
+                stop.set()
+                try:
+                    values, errors = await asyncio.to_thread(results.get, True, 120)
+                except queue.Empty:
+                    values, errors = {}, {"probes": 1}
+                await asyncio.to_thread(prober.join, 30)
+                if prober.is_alive():
+                    prober.kill()
+            for probe, latencies in values.items():
+                samples.values[probe].extend(latencies)
+            samples.errors.update(errors)
             problems = [f"{count - len(ids)} creates failed"] if len(ids) < count else []
             if len(finished) < len(ids):
                 problems.append(f"{len(ids) - len(finished)} did not finish")
