@@ -149,21 +149,23 @@ class UserSecrets:
         for provider, token in self.provider_tokens.items():
             if (providers is None or provider in providers) and "\0" not in token.token:
                 env[PROVIDER_ENV_VARS[provider]] = token.token
-        refused = self.refused()
-        for name, secret in self.custom_secrets.items():
-            if name not in refused:
-                env[name.upper()] = secret.secret
+        env.update({variable: secret.secret for variable, secret in self._passed_on()})
         return env
 
     def descriptions(self) -> dict[str, str]:
         """The custom secrets passed on, as the shell has them: variable name -> the
         description the user gave (never a value)."""
+        return {variable: secret.description for variable, secret in self._passed_on()}
+
+    def _passed_on(self) -> list[tuple[str, CustomSecret]]:
+        """The custom secrets a shell gets, each with its variable's name: all but those
+        ``refused()`` names."""
         refused = self.refused()
-        return {
-            name.upper(): secret.description
+        return [
+            (name.upper(), secret)
             for name, secret in self.custom_secrets.items()
             if name not in refused
-        }
+        ]
 
     def refused(self) -> dict[str, str]:
         """Stored custom secrets that may no longer be passed on (saved before the rules of
