@@ -85,6 +85,13 @@ def server_factory(tmp_path: Path) -> ServeFactory:
     return factory
 
 
+async def first_events(client: httpx.AsyncClient, conversation_id: str) -> list[dict[str, Any]]:
+    """The conversation's first 100 events, as ``GET .../events`` answers them."""
+    page = await client.get(f"/api/conversations/{conversation_id}/events", params={"limit": 100})
+    events: list[dict[str, Any]] = page.json()["events"]
+    return events
+
+
 async def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
     """Poll an async or sync predicate until truthy; fail after timeout."""
     await wait_until(predicate, timeout, interval=0.05)

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
-from tests.api.conftest import ServeFactory, wait_for
+from tests.api.conftest import ServeFactory, first_events, wait_for
 from tests.processes import pid_gone
-
-
-async def _all_events(client: Any, cid: str) -> list[dict[str, Any]]:
-    return list(
-        (await client.get(f"/api/conversations/{cid}/events", params={"limit": 100})).json()[
-            "events"
-        ]
-    )
 
 
 async def test_over_the_limit_the_least_recent_is_stopped_with_a_reason(
@@ -38,7 +28,7 @@ async def test_over_the_limit_the_least_recent_is_stopped_with_a_reason(
         assert sorted(server.manager.running_ids()) == sorted(ids[1:])
         first = (await server.client.get(f"/api/conversations/{ids[0]}")).json()
         assert first["status"] == "STOPPED"
-        events = await _all_events(server.client, ids[0])
+        events = await first_events(server.client, ids[0])
         reason = [e for e in events if e.get("observation") == "error"]
         assert reason and reason[0]["extras"]["error_id"] == "AGENT_ERROR$TOO_MANY_CONVERSATIONS"
         assert events[-1]["extras"]["agent_state"] == "stopped"
@@ -111,10 +101,12 @@ async def test_provider_tokens_reach_the_shell_and_never_the_events(
         )
 
         async def ran() -> bool:
-            return any(e.get("observation") == "run" for e in await _all_events(server.client, cid))
+            return any(
+                e.get("observation") == "run" for e in await first_events(server.client, cid)
+            )
 
         await wait_for(ran)
-        events = await _all_events(server.client, cid)
+        events = await first_events(server.client, cid)
         observation = next(e for e in events if e.get("observation") == "run")
         assert "token=<secret_hidden>" in observation["content"]
         assert "gl=" in observation["content"] and "glpat" not in observation["content"]

@@ -6,20 +6,13 @@ the model reads right after that message."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, text_response
-from tests.api.conftest import RunningServer, ServeFactory, wait_for
+from tests.api.conftest import ServeFactory, first_events, wait_for
 from tests.stream.helpers import FakeSandboxFactory
 
 SECRET_VALUE = "s3cr3t-deploy-value-7f2a"
-
-
-async def _events(server: RunningServer, cid: str) -> list[dict[str, Any]]:
-    page = await server.client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
-    events: list[dict[str, Any]] = page.json()["events"]
-    return events
 
 
 async def test_later_message_recalls_knowledge_and_the_start_names_secrets(
@@ -50,11 +43,12 @@ async def test_later_message_recalls_knowledge_and_the_start_names_secrets(
 
         async def replied() -> bool:
             return any(
-                e.get("args", {}).get("content") == "Deploying." for e in await _events(server, cid)
+                e.get("args", {}).get("content") == "Deploying."
+                for e in await first_events(server.client, cid)
             )
 
         await wait_for(replied)
-        events = await _events(server, cid)
+        events = await first_events(server.client, cid)
 
         workspace = next(e for e in events if e.get("observation") == "recall")
         assert workspace["extras"]["recall_type"] == "workspace_context"

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
 from convo.runtime.bwrap import BwrapSandboxFactory
-from tests.api.conftest import ServeFactory, wait_for
-
-
-async def _events(client: Any, cid: str) -> list[dict[str, Any]]:
-    page = await client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
-    return list(page.json()["events"])
+from tests.api.conftest import ServeFactory, first_events, wait_for
 
 
 async def test_a_sandbox_that_cannot_start_fails_the_conversation_clearly(
@@ -24,10 +18,12 @@ async def test_a_sandbox_that_cannot_start_fails_the_conversation_clearly(
         cid = (await server.client.post("/api/conversations", json={})).json()["conversation_id"]
 
         async def failed() -> bool:
-            return any(e.get("observation") == "error" for e in await _events(server.client, cid))
+            return any(
+                e.get("observation") == "error" for e in await first_events(server.client, cid)
+            )
 
         await wait_for(failed)
-        events = await _events(server.client, cid)
+        events = await first_events(server.client, cid)
         error = next(e for e in events if e.get("observation") == "error")
         assert "Failed to start conversation" in error["content"]
         assert error["extras"]["error_id"] == "STATUS$ERROR_RUNTIME_DISCONNECTED"
@@ -53,11 +49,13 @@ async def test_the_network_can_be_cut_for_sandboxed_commands(
             ).json()["conversation_id"]
 
             async def ran() -> bool:
-                return any(e.get("observation") == "run" for e in await _events(server.client, cid))
+                return any(
+                    e.get("observation") == "run" for e in await first_events(server.client, cid)
+                )
 
             await wait_for(ran, timeout=30)
             run = next(
-                e for e in await _events(server.client, cid) if e.get("observation") == "run"
+                e for e in await first_events(server.client, cid) if e.get("observation") == "run"
             )
             assert "cut-off" in run["content"] and "reached" not in run["content"]
     finally:

@@ -7,13 +7,8 @@ from typing import Any
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, tool_response
-from tests.api.conftest import ServeFactory, wait_for
+from tests.api.conftest import ServeFactory, first_events, wait_for
 from tests.processes import pid_gone
-
-
-async def _events(client: Any, cid: str) -> list[dict[str, Any]]:
-    page = await client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
-    return list(page.json()["events"])
 
 
 def _finishes(events: list[dict[str, Any]]) -> int:
@@ -46,7 +41,7 @@ async def test_an_idle_sandbox_is_released_and_comes_back_with_the_workspace(
         cid = created.json()["conversation_id"]
 
         async def finished(count: int) -> bool:
-            return _finishes(await _events(client, cid)) >= count
+            return _finishes(await first_events(client, cid)) >= count
 
         await wait_for(lambda: finished(1))
         workspace = server.manager.workspace_path(cid)
@@ -64,6 +59,6 @@ async def test_an_idle_sandbox_is_released_and_comes_back_with_the_workspace(
         )
         await wait_for(lambda: finished(2))
         outputs = [
-            e["content"] for e in await _events(client, cid) if e.get("observation") == "run"
+            e["content"] for e in await first_events(client, cid) if e.get("observation") == "run"
         ]
         assert outputs[-1].strip() == "remembered"

@@ -4,27 +4,25 @@ up/down form (``submit-feedback``), replayed over real HTTP."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, text_response
-from tests.api.conftest import RunningServer, ServeFactory, wait_for
+from tests.api.conftest import RunningServer, ServeFactory, first_events, wait_for
 from tests.stream.helpers import FakeSandboxFactory
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"
 
 
-async def _answered(server: RunningServer, cid: str) -> list[dict[str, object]]:
+async def _answered(server: RunningServer, cid: str) -> list[dict[str, Any]]:
     async def done() -> bool:
-        page = await server.client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
         return any(
             e.get("action") == "message" and e.get("source") == "agent"
-            for e in page.json()["events"]
+            for e in await first_events(server.client, cid)
         )
 
     await wait_for(done)
-    page = await server.client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
-    events: list[dict[str, object]] = page.json()["events"]
-    return events
+    return await first_events(server.client, cid)
 
 
 async def test_remember_prompt_asks_the_model_about_the_events_around_one(

@@ -9,7 +9,7 @@ from typing import Any
 
 from convo.api.app import Overrides
 from convo.llm.scripted import ScriptedLLM, text_response, tool_response
-from tests.api.conftest import RunningServer, ServeFactory, wait_for
+from tests.api.conftest import RunningServer, ServeFactory, first_events, wait_for
 
 # an OpenHands 0.53 trajectory export (environment events, observations, a confirmed run)
 OPENHANDS_TRAJECTORY: list[dict[str, Any]] = [
@@ -40,16 +40,10 @@ OPENHANDS_TRAJECTORY: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-async def _events(server: RunningServer, cid: str) -> list[dict[str, Any]]:
-    page = await server.client.get(f"/api/conversations/{cid}/events", params={"limit": 100})
-    events: list[dict[str, Any]] = page.json()["events"]
-    return events
-
-
 async def _state(server: RunningServer, cid: str) -> str | None:
     states = [
         e["extras"]["agent_state"]
-        for e in await _events(server, cid)
+        for e in await first_events(server.client, cid)
         if e.get("observation") == "agent_state_changed"
     ]
     return states[-1] if states else None
@@ -71,7 +65,7 @@ async def test_an_openhands_trajectory_is_replayed(server_factory: ServeFactory)
         workspace = server.manager.workspace_path(cid)
         assert (workspace / "hello.txt").read_text() == "hello replay\n"
         assert (workspace / "count.txt").read_text().strip() == "2"
-        events = await _events(server, cid)
+        events = await first_events(server.client, cid)
         assert events[0]["action"] == "message" and events[0]["source"] == "user"
         assert events[0]["args"]["content"] == "Write hello.txt, then count its words"
         runs = [e for e in events if e.get("action") == "run"]
@@ -133,7 +127,9 @@ async def test_convo_s_own_trajectory_replays_and_the_model_takes_over(
         workspace = server.manager.workspace_path(cid)
         assert (workspace / "a.txt").read_text() == "one\n"
         assert (workspace / "b.txt").read_text() == "two\n"
-        messages = [e for e in await _events(server, cid) if e.get("action") == "message"]
+        messages = [
+            e for e in await first_events(server.client, cid) if e.get("action") == "message"
+        ]
         assert [m["args"]["content"] for m in messages] == [
             "Write a.txt and b.txt",
             "Both written.",  # replayed: the agent's message ends the replayed turn
